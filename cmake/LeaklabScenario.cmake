@@ -1,0 +1,80 @@
+# leaklab_add_scenario(NAME
+#     [SOURCES extra.c ...]          # besides scenarios/NAME.c
+#     [VARIANTS leaky fixed ...]     # default: leaky fixed
+#     [ALLOCATORS glibc tcmalloc ...]# native tests per allocator (default: glibc)
+#     [TOOLS heapprof memcheck ...]  # tool tests at quick scale
+#     [TOOL_ARGS_<TOOL> args ...]    # scenario options for that tool's tests
+#     [NO_SEED])                     # no seed-scale tests
+#
+# Builds NAME against glibc malloc and NAME-<allocator> against every other
+# allocator found, and registers the CTest tests, named
+# <scenario>.<variant>.<tool>[.<allocator>][.seed], each one a
+# `leaklab.py check` run. Every test is registered whether or not its tool or
+# allocator is installed: the check exits 77 and CTest shows "Not Run" with
+# the reason, so a missing tool is visible, never a pass.
+function(leaklab_add_scenario name)
+  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED" ""
+    "SOURCES;VARIANTS;ALLOCATORS;TOOLS;TOOL_ARGS_heapprof;TOOL_ARGS_memcheck")
+  if(NOT arg_VARIANTS)
+    set(arg_VARIANTS leaky fixed)
+  endif()
+  if(NOT arg_ALLOCATORS)
+    set(arg_ALLOCATORS glibc)
+  endif()
+
+  foreach(allocator IN LISTS LEAKLAB_ALLOCATORS)
+    set(target ${name})
+    if(NOT allocator STREQUAL "glibc")
+      set(target ${name}-${allocator})
+    endif()
+    add_executable(${target} ${name}.c ${arg_SOURCES})
+    target_link_libraries(${target} PRIVATE leaklab_${allocator})
+  endforeach()
+  set_property(GLOBAL APPEND PROPERTY LEAKLAB_SCENARIOS ${name})
+
+  if(NOT BUILD_TESTING)
+    return()
+  endif()
+  set(check ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/leaklab.py check ${name}
+            --build-dir ${PROJECT_BINARY_DIR} --out ${PROJECT_BINARY_DIR}/runs)
+  foreach(variant IN LISTS arg_VARIANTS)
+    foreach(allocator IN LISTS arg_ALLOCATORS)
+      set(suffix "")
+      if(NOT allocator STREQUAL "glibc" OR NOT arg_ALLOCATORS STREQUAL "glibc")
+        set(suffix ".${allocator}")
+      endif()
+      _leaklab_test(${name}.${variant}.native${suffix} quick native
+        ${check} --variant ${variant} --allocator ${allocator} --tool native --scale quick)
+      if(NOT arg_NO_SEED)
+        _leaklab_test(${name}.${variant}.native${suffix}.seed seed native
+          ${check} --variant ${variant} --allocator ${allocator} --tool native --scale seed)
+      endif()
+    endforeach()
+    foreach(tool IN LISTS arg_TOOLS)
+      set(tool_args "")
+      if(arg_TOOL_ARGS_${tool})
+        set(tool_args -- ${arg_TOOL_ARGS_${tool}})
+      endif()
+      _leaklab_test(${name}.${variant}.${tool} quick ${tool}
+        ${check} --variant ${variant} --tool ${tool} --scale quick ${tool_args})
+    endforeach()
+  endforeach()
+endfunction()
+
+function(_leaklab_test test_name scale tool)
+  add_test(NAME ${test_name} COMMAND ${ARGN})
+  string(REPLACE "." ";" parts ${test_name})
+  list(GET parts 1 variant)
+  if(scale STREQUAL "seed")
+    set(timeout ${LEAKLAB_SEED_TIMEOUT})
+  else()
+    set(timeout ${LEAKLAB_QUICK_TIMEOUT})
+  endif()
+  # RUN_SERIAL for seed scale: two 10,000-thread runs side by side on two
+  # cores distort each other's timings and memory figures.
+  set_tests_properties(${test_name} PROPERTIES
+    LABELS "${scale};${tool};${variant}"
+    TIMEOUT ${timeout}
+    SKIP_RETURN_CODE 77
+    RUN_SERIAL $<STREQUAL:${scale},seed>)
+endfunction()

@@ -1,0 +1,490 @@
+/* harness.c - ll_main(): the command line, the watchdog, the events and the
+ * exit codes, so that a scenario file holds only its story.
+ *
+ * Events are JSON lines written with one write(2) each to stdout or --events
+ * FILE: a line is never torn, and nothing waits in a stdio buffer when the
+ * process is killed. The watchdog is alarm(2) with a handler that writes a
+ * pre-formatted `end` line and calls _exit(99): no extra thread, so thread
+ * counts in snapshots are the scenario's own plus main. */
+#include "internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef LL_HEAP_PROFILER
+#include <gperftools/heap-profiler.h>
+#endif
+
+enum { DEFAULT_TIMEOUT_S = 900, MAX_TIMEOUT_S = 86400, CANARY_BYTES = 31337 };
+
+struct ll_run {
+    const ll_scenario *scenario;
+    const ll_variant *variant;
+    long long *values;             /* one per option, in table order */
+    ll_payload payload;
+    const char *scale;
+    int events_fd;
+    pthread_mutex_t events_lock;
+    struct timespec started;
+    const char *heap_profile_dir;  /* NULL unless --heap-profile */
+    int heap_profile_seq;
+    bool guard_pages;
+    atomic_long threads_started;
+};
+
+/* ---- events ---- */
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t0->tv_sec) + (double)(now.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* Writes `{"event":NAME,"t":SECONDS,<body>}\n` as one write. */
+static void emit(ll_run *run, const char *event, const ll_buf *body)
+{
+    ll_buf line = {0};
+    ll_buf_printf(&line, "{\"event\":\"%s\",\"t\":%.6f%s%.*s}\n", event, seconds_since(&run->started),
+                  body && body->len ? "," : "", body ? (int)body->len : 0, body ? body->data : "");
+    pthread_mutex_lock(&run->events_lock);
+    for (size_t off = 0; off < line.len;) {
+        ssize_t n = write(run->events_fd, line.data + off, line.len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; /* the reader went away; the scenario still runs to its end */
+        off += (size_t)n;
+    }
+    pthread_mutex_unlock(&run->events_lock);
+    ll_buf_free(&line);
+}
+
+void ll_event(ll_run *run, const char *event, const char *fields_json)
+{
+    ll_buf body = {0};
+    ll_buf_printf(&body, "%s", fields_json);
+    emit(run, event, &body);
+    ll_buf_free(&body);
+}
+
+static void dump_heap_profile(ll_run *run, const char *phase, ll_buf *body)
+{
+#ifdef LL_HEAP_PROFILER
+    if (!run->heap_profile_dir)
+        return;
+    /* GetHeapProfile() rather than HeapProfilerDump(): the file is named after
+     * the phase, so the runner never has to guess which numbered dump is which. */
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%02d-%s.heap", run->heap_profile_dir, ++run->heap_profile_seq, phase);
+    char *profile = GetHeapProfile();
+    FILE *f = fopen(path, "we");
+    if (!profile || !f || fputs(profile, f) == EOF || fclose(f) != 0) {
+        int err = errno;
+        free(profile);
+        ll_refuse(run, "writing the heap profile", err, "check that --heap-profile names a writable directory");
+    }
+    free(profile);
+    ll_buf_printf(body, ",\"heap_profile\":");
+    ll_buf_json_string(body, path);
+#else
+    (void)run, (void)phase, (void)body;
+#endif
+}
+
+void ll_phase(ll_run *run, const char *phase)
+{
+    ll_buf body = {0};
+    ll_buf_printf(&body, "\"phase\":");
+    ll_buf_json_string(&body, phase);
+    ll_buf_printf(&body, ",");
+    ll_snapshot_json(&body, run->scenario->counters);
+    dump_heap_profile(run, phase, &body);
+    emit(run, "phase", &body);
+    ll_buf_free(&body);
+}
+
+/* ---- failures ---- */
+
+static ll_run *the_run; /* for the signal handlers; set once before any thread starts */
+
+static void emit_end(ll_run *run, int status, const char *reason)
+{
+    ll_buf body = {0};
+    ll_buf_printf(&body, "\"status\":%d,\"reason\":", status);
+    ll_buf_json_string(&body, reason);
+    emit(run, "end", &body);
+    ll_buf_free(&body);
+}
+
+_Noreturn void ll_refuse(ll_run *run, const char *what, int err, const char *remedy)
+{
+    char reason[1024];
+    snprintf(reason, sizeof reason, "%s failed after %ld threads started by this run: %s. %s", what,
+             atomic_load(&run->threads_started), strerror(err), remedy);
+    emit_end(run, LL_EXIT_SYSTEM, reason);
+    fprintf(stderr, "%s: %s\n", run->scenario->name, reason);
+    /* _exit, not exit: other threads may be mid-work; the process ends with
+     * all of them, so nothing is left behind. */
+    _exit(LL_EXIT_SYSTEM);
+}
+
+void *ll_xmalloc(ll_run *run, size_t bytes) { return ll_xrealloc(run, NULL, bytes); }
+
+void *ll_xrealloc(ll_run *run, void *old, size_t bytes)
+{
+    void *p = realloc(old, bytes);
+    if (!p && bytes)
+        ll_refuse(run, "malloc", ENOMEM, "lower the scale (--workers, --elements) or free memory on this machine");
+    return p;
+}
+
+void ll_thread_start(ll_run *run, pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    if (run->scenario->thread_stack_bytes)
+        pthread_attr_setstacksize(&attr, run->scenario->thread_stack_bytes);
+    if (!run->guard_pages)
+        pthread_attr_setguardsize(&attr, 0);
+    int err = pthread_create(thread, &attr, fn, arg);
+    pthread_attr_destroy(&attr);
+    if (err)
+        ll_refuse(run, "pthread_create", err,
+                  "Raise the limits on threads (ulimit -u / RLIMIT_NPROC, sysctl kernel.threads-max, "
+                  "vm.max_map_count) or lower --workers");
+    atomic_fetch_add(&run->threads_started, 1);
+}
+
+/* The watchdog and signal paths may only use async-signal-safe calls, so their
+ * end lines are formatted before they can be needed. */
+static char timeout_line[512], interrupt_line[256], hold_end_line[256];
+static volatile sig_atomic_t holding;
+
+static void write_all(int fd, const char *s)
+{
+    for (size_t len = strlen(s), off = 0; off < len;) {
+        ssize_t n = write(fd, s + off, len - off);
+        if (n <= 0)
+            return;
+        off += (size_t)n;
+    }
+}
+
+static void on_alarm(int sig)
+{
+    (void)sig;
+    write_all(the_run->events_fd, timeout_line);
+    write_all(2, "leaklab: watchdog: the run did not end within --timeout; "
+                 "raise --timeout or lower the scale\n");
+    _exit(LL_EXIT_SYSTEM);
+}
+
+static void on_terminate(int sig)
+{
+    (void)sig;
+    write_all(the_run->events_fd, holding ? hold_end_line : interrupt_line);
+    _exit(holding ? LL_EXIT_OK : LL_EXIT_SYSTEM);
+}
+
+static void arm_signals(ll_run *run, long long timeout_s)
+{
+    snprintf(timeout_line, sizeof timeout_line,
+             "{\"event\":\"end\",\"status\":99,\"reason\":\"watchdog: no end after --timeout %lld s\"}\n",
+             timeout_s);
+    snprintf(interrupt_line, sizeof interrupt_line,
+             "{\"event\":\"end\",\"status\":99,\"reason\":\"interrupted by a signal before the end\"}\n");
+    snprintf(hold_end_line, sizeof hold_end_line,
+             "{\"event\":\"end\",\"status\":0,\"reason\":\"hold ended by a signal\"}\n");
+    the_run = run;
+    struct sigaction sa = {0};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    sa.sa_handler = on_terminate;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    /* A reader that closes the events pipe must not kill us silently. */
+    signal(SIGPIPE, SIG_IGN);
+    alarm((unsigned)timeout_s);
+}
+
+/* ---- the driver's word on stdin ---- */
+
+void ll_await_driver(ll_run *run, const char *word)
+{
+    char line[128];
+    if (!fgets(line, sizeof line, stdin))
+        ll_refuse(run, "waiting for the driver", EPIPE, "the runner closed stdin before saying it was done");
+    line[strcspn(line, "\n")] = '\0';
+    if (strcmp(line, word) != 0) {
+        char remedy[256];
+        snprintf(remedy, sizeof remedy, "expected the line '%s' on stdin, got '%.100s'", word, line);
+        ll_refuse(run, "waiting for the driver", EPROTO, remedy);
+    }
+}
+
+/* ---- options ---- */
+
+long long ll_opt(const ll_run *run, const char *name)
+{
+    for (size_t i = 0; run->scenario->options[i].name; i++)
+        if (strcmp(run->scenario->options[i].name, name) == 0)
+            return run->values[i];
+    fprintf(stderr, "leaklab: scenario %s asked for option '%s', which its table does not declare\n",
+            run->scenario->name, name);
+    _exit(LL_EXIT_SYSTEM);
+}
+
+const ll_payload *ll_run_payload(const ll_run *run) { return &run->payload; }
+
+bool ll_payload_of(ll_payload *out, uint64_t workers, uint64_t per_worker_bytes, const char *options,
+                   char *why, size_t why_len)
+{
+    uint64_t bytes;
+    uint64_t memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    if (__builtin_mul_overflow(workers, per_worker_bytes, &bytes)) {
+        snprintf(why, why_len, "%s: %llu x %llu bytes overflows; lower them", options,
+                 (unsigned long long)workers, (unsigned long long)per_worker_bytes);
+        return false;
+    }
+    if (bytes > memory) {
+        snprintf(why, why_len, "%s: the payload would be %llu bytes, more than this machine's %llu bytes of memory; "
+                 "lower them", options, (unsigned long long)bytes, (unsigned long long)memory);
+        return false;
+    }
+    *out = (ll_payload){.bytes = bytes, .workers = workers};
+    return true;
+}
+
+static _Noreturn void usage_error(const ll_scenario *s, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", s->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry '%s --help'.\n", s->name);
+    exit(LL_EXIT_USAGE);
+}
+
+/* Parses a non-negative decimal integer in [min, max] or exits 2 naming the
+ * option and its range. Signs, blanks, trailing junk and overflow are refused. */
+static long long parse_value(const ll_scenario *s, const char *opt, const char *text, long long min, long long max)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = (text[0] >= '0' && text[0] <= '9') ? strtoll(text, &end, 10) : -1;
+    if (text[0] == '-' && text[1] >= '0' && text[1] <= '9')
+        usage_error(s, "--%s: '%s' is negative; expected an integer in [%lld, %lld]", opt, text, min, max);
+    if (!end || *end != '\0')
+        usage_error(s, "--%s: '%s' is not a number; expected an integer in [%lld, %lld]", opt, text, min, max);
+    if (errno == ERANGE || v < min || v > max)
+        usage_error(s, "--%s: %s is out of range; expected an integer in [%lld, %lld]", opt, text, min, max);
+    return v;
+}
+
+static void print_help(const ll_scenario *s)
+{
+    printf("usage: %s [--variant NAME] [--scale quick|seed] [options]\n\n%s\n\nvariants:\n", s->name, s->summary);
+    for (size_t i = 0; s->variants[i].name; i++)
+        printf("  %-8s %s%s\n", s->variants[i].name, s->variants[i].summary, i == 0 ? " (default)" : "");
+    printf("\nscenario options (integers; default at --scale seed / quick; accepted range):\n");
+    for (size_t i = 0; s->options[i].name; i++) {
+        const ll_option *o = &s->options[i];
+        printf("  --%-16s %s\n  %-18s   %s; default %lld / %lld; range [%lld, %lld]\n", o->name, o->help, "",
+               o->unit, o->seed, o->quick, o->min, o->max);
+    }
+    printf("\nharness options:\n"
+           "  --variant NAME      which variant to run\n"
+           "  --scale quick|seed  defaults for the scenario options (seed: the incident's scale)\n"
+           "  --events FILE       write the JSON-lines events to FILE instead of stdout\n"
+           "  --timeout SECONDS   watchdog: exit 99 if the run has not ended by then (default %d)\n"
+           "  --hold SECONDS|forever\n"
+           "                      after the last phase keep the process (and its blocked threads)\n"
+           "                      alive for inspection; SIGTERM/SIGINT end it with an end event\n"
+           "  --heap-profile DIR  dump a gperftools heap profile at every phase (tcmalloc builds)\n"
+           "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
+           "  --canary            plant one definite leak of %d bytes, for tool canaries\n"
+           "  --help              this text\n"
+           "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
+           DEFAULT_TIMEOUT_S, CANARY_BYTES);
+}
+
+/* The canary: one block of a size no scenario uses, its only pointer dropped,
+ * so a leak checker that works must call it definitely lost. noinline keeps
+ * the allocation in a frame of its own that the caller's later calls overwrite. */
+__attribute__((noinline)) static void ll_canary_leak(void)
+{
+    volatile char *block = malloc(CANARY_BYTES);
+    if (block)
+        block[0] = 1;
+    block = NULL;
+}
+
+enum { OPT_VARIANT = 1, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
+       OPT_HELP, OPT_SCENARIO_BASE = 1000 };
+
+static const struct option harness_options[] = {
+    {"variant", required_argument, NULL, OPT_VARIANT},
+    {"scale", required_argument, NULL, OPT_SCALE},
+    {"events", required_argument, NULL, OPT_EVENTS},
+    {"timeout", required_argument, NULL, OPT_TIMEOUT},
+    {"hold", required_argument, NULL, OPT_HOLD},
+    {"heap-profile", required_argument, NULL, OPT_HEAP_PROFILE},
+    {"guard-pages", required_argument, NULL, OPT_GUARD},
+    {"canary", no_argument, NULL, OPT_CANARY},
+    {"help", no_argument, NULL, OPT_HELP},
+};
+
+int ll_main(const ll_scenario *s, int argc, char **argv)
+{
+    static ll_run run;
+    size_t nopts = 0, nharness = sizeof harness_options / sizeof harness_options[0];
+    while (s->options[nopts].name)
+        nopts++;
+
+    struct option *longopts = calloc(nharness + nopts + 1, sizeof *longopts);
+    char **given = calloc(nopts + 1, sizeof *given); /* text given on the command line, per option */
+    run.values = calloc(nopts + 1, sizeof *run.values);
+    if (!longopts || !given || !run.values) {
+        fprintf(stderr, "%s: out of memory at start\n", s->name);
+        return LL_EXIT_SYSTEM;
+    }
+    memcpy(longopts, harness_options, sizeof harness_options);
+    for (size_t i = 0; i < nopts; i++)
+        longopts[nharness + i] = (struct option){s->options[i].name, required_argument, NULL, OPT_SCENARIO_BASE + (int)i};
+
+    run.scenario = s;
+    run.variant = &s->variants[0];
+    run.scale = "seed";
+    run.events_fd = STDOUT_FILENO;
+    run.guard_pages = true;
+    pthread_mutex_init(&run.events_lock, NULL);
+    long long timeout_s = DEFAULT_TIMEOUT_S, hold_s = 0;
+    bool canary = false;
+    const char *events_path = NULL;
+
+    opterr = 0;
+    for (int c; (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1;) {
+        switch (c) {
+        case OPT_VARIANT:
+            run.variant = NULL;
+            for (size_t i = 0; s->variants[i].name; i++)
+                if (strcmp(s->variants[i].name, optarg) == 0)
+                    run.variant = &s->variants[i];
+            if (!run.variant) {
+                char names[256] = "";
+                for (size_t i = 0; s->variants[i].name; i++)
+                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
+                             s->variants[i].name);
+                usage_error(s, "--variant: unknown variant '%s'; accepted: %s", optarg, names);
+            }
+            break;
+        case OPT_SCALE:
+            if (strcmp(optarg, "quick") != 0 && strcmp(optarg, "seed") != 0)
+                usage_error(s, "--scale: '%s' is not a scale; accepted: quick, seed", optarg);
+            run.scale = strcmp(optarg, "quick") == 0 ? "quick" : "seed";
+            break;
+        case OPT_EVENTS: events_path = optarg; break;
+        case OPT_TIMEOUT: timeout_s = parse_value(s, "timeout", optarg, 1, MAX_TIMEOUT_S); break;
+        case OPT_HOLD:
+            hold_s = strcmp(optarg, "forever") == 0 ? -1 : parse_value(s, "hold", optarg, 0, MAX_TIMEOUT_S);
+            break;
+        case OPT_HEAP_PROFILE:
+#ifndef LL_HEAP_PROFILER
+            usage_error(s, "--heap-profile needs the tcmalloc build of this scenario (%s-tcmalloc)", s->name);
+#endif
+            run.heap_profile_dir = optarg;
+            break;
+        case OPT_GUARD:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                usage_error(s, "--guard-pages: '%s'; accepted: on, off", optarg);
+            run.guard_pages = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_CANARY: canary = true; break;
+        case OPT_HELP: print_help(s); return LL_EXIT_OK;
+        case ':': usage_error(s, "option '%s' needs a value", argv[optind - 1]);
+        case '?': usage_error(s, "unknown option '%s'", argv[optind - 1]);
+        default: {
+            size_t i = (size_t)(c - OPT_SCENARIO_BASE);
+            given[i] = optarg;
+        }
+        }
+    }
+    if (optind < argc)
+        usage_error(s, "unexpected argument '%s'", argv[optind]);
+
+    bool quick = strcmp(run.scale, "quick") == 0;
+    for (size_t i = 0; i < nopts; i++) {
+        const ll_option *o = &s->options[i];
+        run.values[i] = given[i] ? parse_value(s, o->name, given[i], o->min, o->max) : quick ? o->quick : o->seed;
+    }
+    char why[256] = "";
+    if (!s->payload(&run, &run.payload, why, sizeof why))
+        usage_error(s, "%s", why);
+    free(given);
+    free(longopts);
+
+    if (events_path) {
+        run.events_fd = open(events_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+        if (run.events_fd < 0) {
+            fprintf(stderr, "%s: --events: cannot open '%s': %s\n", s->name, events_path, strerror(errno));
+            return LL_EXIT_USAGE;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &run.started);
+    arm_signals(&run, timeout_s);
+
+    ll_alloc_stats alloc = {0};
+    ll_alloc_read(&alloc);
+    ll_buf start = {0};
+    ll_buf_printf(&start, "\"scenario\":\"%s\",\"variant\":\"%s\",\"scale\":\"%s\",\"allocator\":\"%s\",\"pid\":%ld,"
+                  "\"params\":{", s->name, run.variant->name, run.scale, alloc.allocator, (long)getpid());
+    for (size_t i = 0; i < nopts; i++)
+        ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
+    ll_buf_printf(&start, "},\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s",
+                  (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
+                  run.guard_pages ? "true" : "false");
+    emit(&run, "start", &start);
+    ll_buf_free(&start);
+
+#ifdef LL_HEAP_PROFILER
+    if (run.heap_profile_dir) {
+        char prefix[4096];
+        snprintf(prefix, sizeof prefix, "%s/periodic", run.heap_profile_dir);
+        HeapProfilerStart(prefix);
+    }
+#endif
+    if (canary)
+        ll_canary_leak();
+
+    run.variant->run(&run);
+
+    if (hold_s != 0) {
+        /* Hold for inspection: the watchdog no longer applies, the user asked
+         * to keep the process; a signal (or the hold running out) ends it. */
+        alarm(0);
+        holding = 1;
+        char seconds[64];
+        snprintf(seconds, sizeof seconds, "\"seconds\":%lld", hold_s); /* -1: forever */
+        ll_event(&run, "hold", seconds);
+        struct timespec left = {hold_s < 0 ? 0 : hold_s, 0};
+        if (hold_s < 0)
+            for (;;)
+                pause();
+        while (nanosleep(&left, &left) != 0 && errno == EINTR)
+            ;
+    }
+    emit_end(&run, LL_EXIT_OK, "ran as designed");
+    /* exit(), not _exit(): leak checkers (LeakSanitizer, the heap checker) run
+     * from exit handlers. A leaky variant's threads stay blocked meanwhile,
+     * touching nothing exit() tears down. */
+    exit(LL_EXIT_OK);
+}

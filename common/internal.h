@@ -1,0 +1,30 @@
+/* internal.h - what the harness files share and scenarios never see. */
+#ifndef LEAKLAB_INTERNAL_H
+#define LEAKLAB_INTERNAL_H
+
+#include "leaklab.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+
+/* A growable text buffer for building one JSON line before a single write(2):
+ * a line is never interleaved with another, and nothing sits in a stdio
+ * buffer when the process dies. Allocation failure aborts the process with
+ * exit 99 (the harness cannot report anything without memory). */
+typedef struct ll_buf {
+    char *data;
+    size_t len, cap;
+} ll_buf;
+
+void ll_buf_printf(ll_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ll_buf_json_string(ll_buf *b, const char *s);
+void ll_buf_free(ll_buf *b);
+
+/* Appends `"snapshot":{...}` for this process: /proc readings, allocator
+ * statistics, the scenario's counters and the thread census. */
+void ll_snapshot_json(ll_buf *b, const ll_counter *counters);
+
+/* Number of entries in /proc/self/fd (the directory's own fd excluded). */
+long ll_count_fds(void);
+
+#endif
