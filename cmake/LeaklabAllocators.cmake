@@ -5,7 +5,8 @@
 # that need one exit 77 (skipped) saying so.
 set(LEAKLAB_ALLOCATORS glibc)
 
-if(PkgConfig_FOUND)
+# A sanitizer replaces malloc itself: its sub-build is glibc-only.
+if(PkgConfig_FOUND AND NOT LEAKLAB_SANITIZER)
   pkg_check_modules(TCMALLOC IMPORTED_TARGET libtcmalloc)
   pkg_check_modules(JEMALLOC IMPORTED_TARGET jemalloc)
 endif()

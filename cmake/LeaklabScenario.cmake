@@ -6,6 +6,11 @@
 #     [TOOL_ARGS_<TOOL> args ...]    # scenario options for that tool's tests
 #     [NO_SEED])                     # no seed-scale tests
 #
+# Each tool also gets a canary test, <scenario>.<last variant>.<tool>.canary:
+# the run plants one definite leak of 31,337 bytes (--canary) that the tool
+# must report, so a broken or stubbed tool fails instead of agreeing with
+# every expectation.
+#
 # Builds NAME against glibc malloc and NAME-<allocator> against every other
 # allocator found, and registers the CTest tests, named
 # <scenario>.<variant>.<tool>[.<allocator>][.seed], each one a
@@ -20,6 +25,15 @@ function(leaklab_add_scenario name)
   endif()
   if(NOT arg_ALLOCATORS)
     set(arg_ALLOCATORS glibc)
+  endif()
+
+  if(LEAKLAB_SANITIZER)
+    # A sanitizer sub-build: one binary, NAME-<lsan|asan|tsan>, no tests.
+    set(target ${name}-${LEAKLAB_SANITIZER_SUFFIX})
+    add_executable(${target} ${name}.c ${arg_SOURCES})
+    target_link_libraries(${target} PRIVATE leaklab_glibc)
+    set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${LEAKLAB_OUTPUT_DIR})
+    return()
   endif()
 
   foreach(allocator IN LISTS LEAKLAB_ALLOCATORS)
@@ -58,6 +72,16 @@ function(leaklab_add_scenario name)
       _leaklab_test(${name}.${variant}.${tool} quick ${tool}
         ${check} --variant ${variant} --tool ${tool} --scale quick ${tool_args})
     endforeach()
+  endforeach()
+  list(GET arg_VARIANTS -1 canary_variant)
+  foreach(tool IN LISTS arg_TOOLS)
+    set(tool_args -- --canary)
+    if(arg_TOOL_ARGS_${tool})
+      set(tool_args -- ${arg_TOOL_ARGS_${tool}} --canary)
+    endif()
+    _leaklab_test(${name}.${canary_variant}.${tool}.canary quick ${tool}
+      ${check} --variant ${canary_variant} --tool ${tool} --scale quick ${tool_args})
+    set_property(TEST ${name}.${canary_variant}.${tool}.canary APPEND PROPERTY LABELS canary)
   endforeach()
 endfunction()
 

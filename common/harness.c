@@ -449,9 +449,10 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
                   "\"params\":{", s->name, run.variant->name, run.scale, alloc.allocator, (long)getpid());
     for (size_t i = 0; i < nopts; i++)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
-    ll_buf_printf(&start, "},\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s",
+    ll_buf_printf(&start, "},\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
+                  "\"canary_bytes\":%d",
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
-                  run.guard_pages ? "true" : "false");
+                  run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0);
     emit(&run, "start", &start);
     ll_buf_free(&start);
 
