@@ -449,8 +449,9 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
                   "\"params\":{", s->name, run.variant->name, run.scale, alloc.allocator, (long)getpid());
     for (size_t i = 0; i < nopts; i++)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
-    ll_buf_printf(&start, "},\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
+    ll_buf_printf(&start, "},\"t0_monotonic_s\":%.6f,\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
                   "\"canary_bytes\":%d",
+                  (double)run.started.tv_sec + (double)run.started.tv_nsec / 1e9,
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
                   run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0);
     emit(&run, "start", &start);
@@ -483,6 +484,12 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         while (nanosleep(&left, &left) != 0 && errno == EINTR)
             ;
     }
+#ifdef LL_HEAP_PROFILER
+    /* Every phase has its profile; without this gperftools adds one more at
+     * exit ("Exiting"), which names no phase. */
+    if (run.heap_profile_dir)
+        HeapProfilerStop();
+#endif
     emit_end(&run, LL_EXIT_OK, "ran as designed");
     /* exit(), not _exit(): leak checkers (LeakSanitizer, the heap checker) run
      * from exit handlers. A leaky variant's threads stay blocked meanwhile,

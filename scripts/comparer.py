@@ -1,0 +1,369 @@
+"""Compares a run directory with expected/SCENARIO.toml: verdict table, verdict.json, exit code."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import expected
+import memcheck
+from expected import Unresolved
+from runner import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE
+
+RUN_LEVEL = ("payload_bytes", "workers")
+CENSUS_TOP = {"census.top_state": "state", "census.top_wchan": "wchan", "census.top_syscall": "syscall"}
+
+
+@dataclass
+class RunData:
+    """Everything a check can read from a run directory."""
+    run_dir: Path
+    info: dict = field(default_factory=dict)       # run.json
+    start: dict = field(default_factory=dict)
+    end: dict | None = None
+    phases: dict = field(default_factory=dict)     # phase name -> LAST phase event of that name
+    phase_order: list = field(default_factory=list)
+    event_errors: list = field(default_factory=list)
+
+    @classmethod
+    def load(cls, run_dir):
+        run_dir = Path(run_dir)
+        data = cls(run_dir)
+        try:
+            data.info = json.loads((run_dir / "run.json").read_text())
+        except (OSError, ValueError) as e:
+            data.event_errors.append(f"run.json unreadable: {e}")
+        try:
+            lines = (run_dir / "events.jsonl").read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+            data.event_errors.append("no events.jsonl")
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                ev = json.loads(line)
+                if not isinstance(ev, dict):
+                    raise ValueError("not an object")
+            except ValueError:
+                data.event_errors.append(f"events.jsonl line {n} is not a JSON object: {line[:80]!r}")
+                continue
+            kind = ev.get("event")
+            if kind == "start":
+                data.start = ev
+            elif kind == "end":
+                data.end = ev
+            elif kind == "phase" and isinstance(ev.get("phase"), str):
+                data.phases[ev["phase"]] = ev
+                data.phase_order.append(ev["phase"])
+        return data
+
+    # The run's identity: run.json's, corrected by what the start event says ran.
+    def field(self, key, default=None):
+        return self.start.get(key) or self.info.get(key) or default
+
+    @property
+    def exit_code(self):
+        return self.info.get("exit_code")
+
+    # ---- name resolution ---------------------------------------------------
+
+    def resolve(self, ref, default_phase):
+        name = ref.name
+        if name.startswith("heapprof."):
+            return self._heapprof(ref, ref.phase or default_phase)
+        if name.startswith("memcheck."):
+            if ref.phase:
+                raise Unresolved(f"{ref.text}: memcheck reports once per run; drop '@{ref.phase}'")
+            return self._memcheck(ref)
+        # Bare names the start event carries (payload_bytes, workers,
+        # canary_bytes, params.*) are run-level; everything else, or any name
+        # with @PHASE, is read from a phase snapshot.
+        if ref.phase is None and (name in RUN_LEVEL or name.startswith("params.")
+                                  or name in ("exit_code", "wall_s")
+                                  or ("." not in name and name in self.start)):
+            return self._run_level(ref)
+        phase = ref.phase or default_phase
+        if phase is None:
+            raise Unresolved(f"{ref.text}: no phase: set phase = \"...\" in the check or write {name}@PHASE")
+        phase = _key(self.phases, phase)  # rss_bytes@after_load reads phase after-load
+        ev = self.phases.get(phase)
+        if ev is None:
+            seen = ", ".join(dict.fromkeys(self.phase_order)) or "none"
+            raise Unresolved(f"phase '{phase}' not in this run (phases seen: {seen})")
+        if name == "t":
+            return _number(ev.get("t"), ref)
+        snap = ev.get("snapshot")
+        if not isinstance(snap, dict):
+            raise Unresolved(f"phase '{phase}' has no snapshot")
+        if name.startswith("census."):
+            return self._census(ref, snap.get("census"), phase)
+        value = snap
+        for part in name.split("."):
+            part = _key(value, part) if isinstance(value, dict) else part
+            if not isinstance(value, dict) or part not in value:
+                raise Unresolved(f"{ref.text}: no '{name}' in the '{phase}' snapshot")
+            value = value[part]
+        if name.startswith("alloc.") and isinstance(value, (int, float)) and value < 0:
+            raise Unresolved(f"{ref.text}: not known for allocator "
+                             f"{snap.get('alloc', {}).get('allocator', '?')} (reported {value})")
+        return _number(value, ref, allow_str=True)
+
+    def _run_level(self, ref):
+        name = ref.name
+        if name == "exit_code":
+            if self.exit_code is None:
+                raise Unresolved("exit_code: the run has no exit code (run.json)")
+            return self.exit_code
+        if name == "wall_s":
+            return _number(self.info.get("wall_s"), ref)
+        if not self.start:
+            raise Unresolved(f"{ref.text}: no start event in events.jsonl")
+        if name.startswith("params."):
+            params = self.start.get("params") or {}
+            key = _key(params, name[len("params."):])
+            if key not in params:
+                raise Unresolved(f"{ref.text}: no parameter '{key}' (parameters: {', '.join(params) or 'none'})")
+            return _number(params[key], ref)
+        if name not in self.start:
+            raise Unresolved(f"{ref.text}: not in the start event")
+        return _number(self.start[name], ref)
+
+    def _census(self, ref, census, phase):
+        if not isinstance(census, list):
+            raise Unresolved(f"{ref.text}: no census in the '{phase}' snapshot")
+        if ref.name == "census.groups":
+            return len(census)
+        if not census:
+            raise Unresolved(f"{ref.text}: the census of '{phase}' is empty")
+        top = max(census, key=lambda g: g.get("count", 0))
+        if ref.name == "census.largest":
+            return _number(top.get("count"), ref)
+        if ref.name in CENSUS_TOP:
+            return str(top.get(CENSUS_TOP[ref.name], ""))
+        if ref.name == "census.total":
+            return sum(g.get("count", 0) for g in census)
+        raise Unresolved(f"{ref.text}: unknown census metric (known: census.largest, census.groups, "
+                         f"census.total, {', '.join(CENSUS_TOP)})")
+
+    def _heapprof(self, ref, phase):
+        if self.field("tool") != "heapprof":
+            raise Unresolved(f"{ref.text}: this run was not made with --tool heapprof")
+        if phase is None:
+            raise Unresolved(f"{ref.text}: no phase: set phase = \"...\" or write {ref.name}(...)@PHASE")
+        phase = _key(self.phases, phase)
+        ev = self.phases.get(phase)
+        if ev is None:
+            raise Unresolved(f"phase '{phase}' not in this run")
+        profile = ev.get("heap_profile")
+        if not profile:
+            raise Unresolved(f"phase '{phase}' names no heap profile")
+        summary_path = self.run_dir / "heap" / (Path(profile).stem + ".json")
+        try:
+            summary = json.loads(summary_path.read_text())
+        except (OSError, ValueError):
+            raise Unresolved(f"{ref.text}: no parsed profile {summary_path.name} (rendering failed?)") from None
+        if summary.get("truncated"):
+            raise Unresolved(f"heap profile truncated: {summary['truncated']}")
+        name = ref.name[len("heapprof."):]
+        if name in ("top_function",):
+            if not summary.get("top_function"):
+                raise Unresolved(f"{ref.text}: the profile is empty")
+            return summary["top_function"]
+        if name in ("top_share", "top_bytes", "total_bytes"):
+            return _number(summary.get(name), ref)
+        tables = {"bytes": "sites", "flat_bytes": "flat", "cum_bytes": "cum"}
+        if name in tables:
+            # pprof lists every function holding memory (nodecount and
+            # fractions lifted), so an absent function holds none.
+            return summary.get(tables[name], {}).get(ref.args[0], 0)
+        raise Unresolved(f"{ref.text}: unknown heapprof metric (known: top_function, top_share, top_bytes, "
+                         "total_bytes, bytes(F), flat_bytes(F), cum_bytes(F))")
+
+    def _memcheck(self, ref):
+        if self.field("tool") != "memcheck":
+            raise Unresolved(f"{ref.text}: this run was not made with --tool memcheck")
+        try:
+            report = json.loads((self.run_dir / "memcheck.json").read_text())
+        except (OSError, ValueError):
+            raise Unresolved(f"{ref.text}: no memcheck.json (did valgrind finish?)") from None
+        name = ref.name[len("memcheck."):]
+        if name in ("bytes_by_function", "blocks_by_function"):
+            kind = memcheck.KIND_ALIASES.get(ref.args[0])
+            if kind is None:
+                raise Unresolved(f"{ref.text}: unknown leak kind '{ref.args[0]}' "
+                                 "(definite, indirect, possible, reachable)")
+            entry = report["by_function"].get(kind, {}).get(ref.args[1], {})
+            return entry.get("bytes" if name.startswith("bytes") else "blocks", 0)
+        if name == "error_count":
+            return report.get("error_count", 0)
+        for kind in memcheck.KINDS.values():
+            for unit in ("bytes", "blocks"):
+                if name == f"{kind}_{unit}":
+                    return report["kinds"][kind][unit]
+        raise Unresolved(f"{ref.text}: unknown memcheck metric (known: KIND_bytes, KIND_blocks for "
+                         f"{', '.join(memcheck.KINDS.values())}; error_count; bytes_by_function(KIND, F))")
+
+
+def _key(table, name):
+    """Option and phase names may have hyphens (hold-ms, after-load), which an
+    expression cannot spell: params.hold_ms finds hold-ms."""
+    if name not in table and name.replace("_", "-") in table:
+        return name.replace("_", "-")
+    return name
+
+
+def _number(value, ref, allow_str=False):
+    if isinstance(value, bool) or value is None:
+        raise Unresolved(f"{ref.text}: no value")
+    if isinstance(value, (int, float)) or (allow_str and isinstance(value, str)):
+        return value
+    raise Unresolved(f"{ref.text}: not a number ({type(value).__name__})")
+
+
+# ---- formatting --------------------------------------------------------------
+
+def human(value, is_bytes):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if is_bytes:
+        # MiB with one decimal, and the raw count; below 0.1 MiB that would
+        # read "0.0 MiB", so small figures get KiB or bytes instead.
+        if abs(value) >= 0.1 * 1048576:
+            return f"{value / 1048576:.1f} MiB ({round(value)})"
+        if abs(value) >= 1024:
+            return f"{value / 1024:.1f} KiB ({round(value)})"
+        return f"{round(value)} B"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:.4g}"
+    return str(round(value))
+
+
+@dataclass
+class Row:
+    check: str
+    expected: str
+    observed: str
+    verdict: str
+    why: str = ""
+    detail: str = ""
+    raw: dict = field(default_factory=dict)
+
+
+def _row(check_text, outcome, why=""):
+    expected_col = f"{outcome.op} {human(outcome.right, outcome.is_bytes)}" if outcome.op else "-"
+    observed = human(outcome.left, outcome.is_bytes) if outcome.verdict != "ERROR" else "ERROR"
+    if outcome.verdict == "ERROR" and outcome.right is None and outcome.op:
+        expected_col = outcome.op + " ?"
+    return Row(check_text, expected_col, observed, outcome.verdict, why, outcome.detail,
+               {"op": outcome.op, "expected_value": outcome.right, "observed_value": outcome.left})
+
+
+def table(rows):
+    head = ("check", "expected", "observed", "verdict")
+    cells = [head] + [(r.check, r.expected, r.observed, r.verdict) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(3)]
+    out = []
+    for c in cells:
+        out.append(f"{c[0]:<{widths[0]}}  {c[1]:<{widths[1]}}  {c[2]:<{widths[2]}}  {c[3]}")
+    notes = [r for r in rows if r.verdict != "PASS" and (r.detail or r.why)]
+    if notes:
+        out.append("")
+        for r in notes:
+            out.append(f"{r.verdict}: {r.check}")
+            if r.detail:
+                out.append(f"    {r.detail}")
+            if r.why:
+                out.append(f"    why it should hold: {r.why}")
+    return "\n".join(out)
+
+
+# ---- the comparison ----------------------------------------------------------
+
+@dataclass
+class Verdict:
+    code: int
+    rows: list
+    message: str = ""
+
+
+def identity(data):
+    return (data.field("variant"), data.field("tool", "native"),
+            data.field("allocator"), data.field("scale", "seed"))
+
+
+def compare(run_dir, expected_path):
+    """Evaluates every applicable check against the run; writes verdict.json."""
+    data = RunData.load(run_dir)
+    variant, tool, allocator, scale = identity(data)
+    try:
+        exp = expected.load(expected_path)
+    except expected.ExpectedFileError as e:
+        return _finish(data, Verdict(EXIT_FAILED, [], f"broken expected file: {e}"))
+    checks = exp.applicable(variant, tool, allocator, scale)
+    what = f"{data.field('scenario')} variant={variant} tool={tool} allocator={allocator} scale={scale}"
+    if data.info.get("runner_status") == EXIT_SKIP or data.exit_code == EXIT_SKIP:
+        return _finish(data, Verdict(EXIT_SKIP, [], f"skipped: the scenario exited 77: {_exit_detail(data)}"))
+    if not checks:
+        return _finish(data, Verdict(EXIT_FAILED, [], f"no expectations for {what} in {expected_path}"))
+
+    rows = []
+    for problem in data.event_errors:
+        rows.append(Row("events.jsonl well-formed", "-", "ERROR", "ERROR", detail=problem))
+    for check in checks:
+        outcome = expected.evaluate(check.expect, lambda ref, c=check: data.resolve(ref, c.phase))
+        rows.append(_row(check.expect, outcome, check.why))
+
+    # A non-zero exit fails the run unless a check states the exit code it expects.
+    exit_expected = any(c.mentions_exit_code() for c in checks)
+    code = data.exit_code
+    if not exit_expected:
+        ok = code == 0
+        detail = "" if ok else _exit_detail(data)
+        rows.append(Row("exit_code == 0", "== 0", "-" if code is None else str(code),
+                        "PASS" if ok else "FAIL", detail=detail,
+                        raw={"op": "==", "expected_value": 0, "observed_value": code}))
+    for err in data.info.get("runner_errors", []):
+        rows.append(Row("runner", "-", "ERROR", "ERROR", detail=err))
+
+    if data.info.get("runner_status") == EXIT_SYSTEM:
+        result = EXIT_SYSTEM
+    elif not exit_expected and code in (EXIT_USAGE, EXIT_SYSTEM):
+        result = code  # bad usage and harness failures keep their meaning
+    elif all(r.verdict == "PASS" for r in rows):
+        result = EXIT_OK
+    else:
+        result = EXIT_FAILED
+    return _finish(data, Verdict(result, rows, what))
+
+
+def _exit_detail(data):
+    parts = []
+    if data.info.get("signal"):
+        parts.append(f"killed by {data.info['signal']}")
+    if data.end and data.end.get("reason"):
+        parts.append(f"end event: {data.end['reason']}")
+    try:
+        tail = (data.run_dir / "stderr.txt").read_text(errors="replace").strip().splitlines()[-1:]
+        parts += [f"stderr: {t[:200]}" for t in tail]
+    except OSError:
+        pass
+    return "; ".join(parts) or "the scenario exited non-zero"
+
+
+def _finish(data, verdict):
+    doc = {
+        "run_dir": str(data.run_dir),
+        "scenario": data.field("scenario"), "variant": data.field("variant"),
+        "tool": data.field("tool"), "allocator": data.field("allocator"), "scale": data.field("scale"),
+        "exit_code": data.exit_code, "result": verdict.code, "message": verdict.message,
+        "checks": [{"check": r.check, "expected": r.expected, "observed": r.observed,
+                    "verdict": r.verdict, "detail": r.detail, "why": r.why, **r.raw}
+                   for r in verdict.rows],
+    }
+    try:
+        (Path(data.run_dir) / "verdict.json").write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    except OSError:
+        pass  # a read-only run dir still gets its verdict printed
+    return verdict

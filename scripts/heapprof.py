@@ -1,0 +1,234 @@
+"""gperftools heap profiler capture: options for the scenario, truncation check, pprof rendering and parsing."""
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+# Environment for the profiled scenario (the hook the lead settles). In
+# gperftools' heap-profiler.cc each interval is tested with `> 0` before it
+# can trigger a dump, so 0 disables the periodic dumps: only the harness's
+# per-phase GetHeapProfile() files are written (plus one at exit).
+ENV = {
+    "HEAP_PROFILE_ALLOCATION_INTERVAL": "0",
+    "HEAP_PROFILE_INUSE_INTERVAL": "0",
+}
+
+# gperftools 2.10 builds a profile in one 1 MiB buffer (kProfileBufferSize);
+# what does not fit is dropped without an error.
+DUMP_BUFFER_BYTES = 1 << 20
+# A profile this close to the buffer size was almost certainly cut.
+TRUNCATION_SLACK = 1024
+
+# The harness's allocation wrappers: memory they allocate is charged to their
+# caller, or every scenario's top function would read "ll_xrealloc".
+WRAPPERS = {"ll_xmalloc", "ll_xrealloc"}
+
+PPROF_TIMEOUT_S = 600
+
+
+def scenario_options(heap_dir):
+    # Guard pages off: with 10,000 threads each guard page splits a stack
+    # mapping in two, and the /proc/self/maps listing at the end of every
+    # profile overflows the 1 MiB dump buffer (docs/tools.md).
+    return ["--heap-profile", str(heap_dir), "--guard-pages", "off"]
+
+
+def pprof_path():
+    return shutil.which("google-pprof") or shutil.which("pprof")
+
+
+_COUNTS = r"\s*(\d+):\s*(\d+)\s*\[\s*(\d+):\s*(\d+)\s*\]\s*@"
+_HEADER = re.compile(r"heap profile:" + _COUNTS)
+_RECORD = re.compile(_COUNTS)
+MAPS_MARKER = "\nMAPPED_LIBRARIES:\n"
+
+
+def check_profile(path):
+    """Returns None for a complete heap profile, else why it is truncated or
+    not a profile. A cut profile must never be read as a small heap."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror}"
+    size = len(data)
+    if size == 0:
+        return ("the file is empty: gperftools wrote nothing, as it does when the "
+                "/proc/self/maps listing alone fills its 1 MiB dump buffer")
+    text = data.decode("latin-1")
+    full = size >= DUMP_BUFFER_BYTES - TRUNCATION_SLACK
+    # Said with every verdict on a full-size file: the usual cause and its cure.
+    tell = (f" ({size} bytes: gperftools' {DUMP_BUFFER_BYTES}-byte dump buffer was full; "
+            "with thousands of threads the /proc/self/maps listing fills it, so run with "
+            "--guard-pages off)") if full else f" ({size} bytes)"
+    if not text.startswith("heap profile:"):
+        return "it does not start with a 'heap profile:' header line" + tell
+    header = _HEADER.match(text)
+    if not header:
+        return "its header line is cut, no totals" + tell
+    if MAPS_MARKER not in text:
+        return "it is cut before the MAPPED_LIBRARIES section" + tell
+    records = text[:text.index(MAPS_MARKER)].splitlines()[1:]
+    in_use = 0
+    for line in records:
+        m = _RECORD.match(line)
+        if not m:
+            return f"record line is cut or malformed: {line[:80]!r}" + tell
+        in_use += int(m.group(2))
+    if in_use != int(header.group(2)):
+        return (f"its records add up to {in_use} in-use bytes but the header says "
+                f"{header.group(2)}: records were dropped" + tell)
+    if full:
+        return "it is at the dump buffer limit, so records may be missing" + tell
+    return None
+
+
+_ROW = re.compile(r"^\s*([\d.]+)\s+([\d.]+)%\s+([\d.]+)%\s+([\d.]+)\s+([\d.]+)%\s+(.+?)\s*$")
+_TOTAL = re.compile(r"^Total:\s*([\d.]+)\s*(MB|B)\s*$")
+_UNIT = {"MB": 1 << 20, "B": 1}  # pprof's "MB" is 2^20 bytes
+
+
+def parse_text(text):
+    """Parses `pprof --text` output (MB or --show_bytes). Returns
+    {"total_bytes", "rows": [{"function","flat_bytes","flat_share","cum_bytes"}]}
+    in pprof's order (largest flat first). Raises ValueError without a Total line."""
+    total = None
+    scale = None
+    rows = []
+    for line in text.splitlines():
+        m = _TOTAL.match(line.strip())
+        if m:
+            scale = _UNIT[m.group(2)]
+            total = round(float(m.group(1)) * scale)
+            continue
+        m = _ROW.match(line)
+        if m and scale is not None:
+            rows.append({
+                "function": m.group(6),
+                "flat_bytes": round(float(m.group(1)) * scale),
+                "flat_share": round(float(m.group(2)) / 100.0, 6),
+                "cum_bytes": round(float(m.group(4)) * scale),
+            })
+    if total is None:
+        raise ValueError("no 'Total:' line in pprof output")
+    return {"total_bytes": total, "rows": rows}
+
+
+_STACK_FIRST = re.compile(r"^(\d+)\s+\((\w+)\)\s+(.*)$")
+_STACK_MORE = re.compile(r"^\s+\((\w+)\)\s+(.*)$")
+_LOCATION = re.compile(r"^(.*?):(\d+|\?+):(.*)$")
+
+
+def _function_of(location):
+    m = _LOCATION.match(location)
+    return m.group(3).strip() if m else location.strip()
+
+
+def parse_stacks(text):
+    """Parses `pprof --text --stacks --show_bytes`: [(bytes, [function, ...])],
+    innermost frame first."""
+    stacks = []
+    for line in text.splitlines():
+        if line.startswith("Leak of"):
+            break  # the per-record listing that follows repeats the same stacks
+        m = _STACK_FIRST.match(line)
+        if m:
+            stacks.append((int(m.group(1)), [_function_of(m.group(3))]))
+            continue
+        m = _STACK_MORE.match(line)
+        if m and stacks:
+            stacks[-1][1].append(_function_of(m.group(2)))
+    return stacks
+
+
+def allocation_sites(stacks, wrappers=WRAPPERS):
+    """In-use bytes per allocating function: the innermost frame that is not a
+    harness wrapper (pprof's flat column, with the wrappers folded away)."""
+    sites = {}
+    for nbytes, frames in stacks:
+        site = next((f for f in frames if f not in wrappers), frames[0] if frames else "?")
+        sites[site] = sites.get(site, 0) + nbytes
+    return sites
+
+
+def summarize(text_bytes, stacks_text=None):
+    """The heap/STEM.json content from the --show_bytes text and the stacks."""
+    parsed = parse_text(text_bytes)
+    total = parsed["total_bytes"]
+    # pprof names an inlined copy "f (inline)"; an expect line names f. Flat
+    # bytes of the copies add up (distinct call sites); cumulative ones may
+    # overlap, so the largest stands.
+    flat, cum = {}, {}
+    for r in parsed["rows"]:
+        name = r["function"].removesuffix(" (inline)")
+        flat[name] = flat.get(name, 0) + r["flat_bytes"]
+        cum[name] = max(cum.get(name, 0), r["cum_bytes"])
+    sites = allocation_sites(parse_stacks(stacks_text)) if stacks_text else dict(flat)
+    top = max(sites.items(), key=lambda kv: kv[1], default=(None, 0))
+    return {
+        "total_bytes": total,
+        "top_function": top[0],
+        "top_bytes": top[1],
+        "top_share": (top[1] / total) if total else 0.0,
+        "sites": dict(sorted(sites.items(), key=lambda kv: -kv[1])),
+        "flat": flat,
+        "cum": cum,
+        "wrappers_folded": sorted(WRAPPERS),
+    }
+
+
+def _pprof(pprof, args, out_path):
+    done = subprocess.run([pprof, *args], capture_output=True, text=True, timeout=PPROF_TIMEOUT_S)
+    if done.returncode != 0 or not done.stdout.strip():
+        raise RuntimeError(f"google-pprof {' '.join(args[:3])} failed: {done.stderr.strip()[-300:]}")
+    Path(out_path).write_text(done.stdout)
+    return done.stdout
+
+
+def render(binary, run_dir, profiles):
+    """For each (phase, profile path): check, render and parse into heap/.
+
+    Returns (rendered, problems, notes): rendered maps the profile's stem to
+    its summary file; problems are harness failures (truncation, pprof
+    errors); notes are harmless (no SVG without graphviz)."""
+    run_dir = Path(run_dir)
+    heap_dir = run_dir / "heap"
+    heap_dir.mkdir(exist_ok=True)
+    pprof = pprof_path()
+    rendered, problems, notes = {}, [], []
+    for phase, profile in profiles:
+        profile = Path(profile)
+        if not profile.is_absolute():
+            profile = run_dir / profile
+        stem = profile.stem
+        summary_path = heap_dir / f"{stem}.json"
+        why = check_profile(profile)
+        if why:
+            problems.append(f"heap profile truncated: {profile.name} ({phase}): {why}")
+            summary_path.write_text(json.dumps({"phase": phase, "profile": str(profile),
+                                                "truncated": why}, indent=1) + "\n")
+            continue
+        base = [str(binary), str(profile)]
+        try:
+            _pprof(pprof, ["--text", "--inuse_space", *base], heap_dir / f"{stem}.txt")
+            text_bytes = _pprof(pprof, ["--text", "--inuse_space", "--show_bytes", "--nodecount=100000",
+                                        "--nodefraction=0", "--edgefraction=0", *base],
+                                heap_dir / f"{stem}.bytes.txt")
+            stacks = _pprof(pprof, ["--text", "--stacks", "--inuse_space", "--show_bytes", *base],
+                            heap_dir / f"{stem}.stacks.txt")
+            summary = summarize(text_bytes, stacks)
+        except (RuntimeError, ValueError, subprocess.TimeoutExpired, OSError) as e:
+            problems.append(f"heap profile {profile.name} ({phase}): {e}")
+            continue
+        summary.update(phase=phase, profile=str(profile), truncated=None)
+        summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+        rendered[stem] = str(summary_path)
+        if shutil.which("dot"):
+            try:
+                _pprof(pprof, ["--svg", "--inuse_space", *base], heap_dir / f"{stem}.svg")
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                notes.append(f"no heap/{stem}.svg: {e}")
+        else:
+            notes.append(f"graphviz 'dot' not found: heap/{stem}.svg skipped")
+    return rendered, problems, notes

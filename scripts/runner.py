@@ -1,0 +1,572 @@
+"""Runs one scenario binary, natively or under a tool, into a run directory, and leaves no process behind."""
+
+import ctypes
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import heapprof
+import memcheck
+import timeline
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIP, EXIT_SYSTEM = 0, 1, 2, 77, 99
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_TIMEOUT_S = 1800
+KILL_GRACE_S = 2.0       # SIGTERM first: the harness then writes its end line
+REAP_WAIT_S = 30.0       # how long SIGKILLed group members may take to vanish (10,000
+                         # threads and a GiB of heap take seconds to tear down under load)
+
+
+class Outcome(Exception):
+    """A run that cannot go on; `code` is the exit code of DESIGN.md."""
+    code = EXIT_SYSTEM
+
+
+class UsageError(Outcome):
+    code = EXIT_USAGE
+
+
+class Skip(Outcome):
+    code = EXIT_SKIP
+
+
+class SystemFailure(Outcome):
+    code = EXIT_SYSTEM
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP to the runner: unwinds like Ctrl-C so cleanup runs."""
+
+
+@dataclass
+class RunSpec:
+    scenario: str
+    variant: str | None = None
+    scale: str | None = None
+    allocator: str = "glibc"
+    tool: str = "native"
+    out: Path = REPO / "runs"
+    build_dir: Path = REPO / "build"
+    interval_ms: float = 10.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    options: list = field(default_factory=list)   # scenario options after `--`
+    drivers: list = field(default_factory=list)   # expected.DriverStep
+
+
+def resolve_build_dir(arg):
+    value = arg or os.environ.get("LEAKLAB_BUILD_DIR") or str(REPO / "build")
+    return Path(value).resolve()
+
+
+def binary_path(build_dir, scenario, allocator):
+    name = scenario if allocator == "glibc" else f"{scenario}-{allocator}"
+    return Path(build_dir) / "scenarios" / name
+
+
+_HELP_CACHE = {}
+
+
+def is_scenario_binary(path):
+    """Helpers built next to the scenarios (e.g. a load client) are not
+    scenarios: only the harness's --help has a `variants:` section."""
+    key = str(path)
+    if key not in _HELP_CACHE:
+        try:
+            out = subprocess.run([key, "--help"], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            out = ""
+        _HELP_CACHE[key] = "\nvariants:\n" in out
+    return _HELP_CACHE[key]
+
+
+def built_scenarios(build_dir):
+    """{scenario: [allocators]} for the scenario binaries in the build dir."""
+    found = {}
+    folder = Path(build_dir) / "scenarios"
+    if not folder.is_dir():
+        return found
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not os.access(path, os.X_OK):
+            continue
+        name, allocator = path.name, "glibc"
+        for alloc in ("tcmalloc", "jemalloc"):
+            if name.endswith("-" + alloc):
+                name, allocator = name[: -len(alloc) - 1], alloc
+        if re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            found.setdefault(name, []).append(allocator)
+    # One --help per name (the glibc build, else any): twins share their main().
+    return {name: allocs for name, allocs in found.items()
+            if is_scenario_binary(binary_path(build_dir, name, allocs[0]))}
+
+
+def find_binary(spec):
+    """The binary for the spec, or Skip/SystemFailure saying what is missing."""
+    path = binary_path(spec.build_dir, spec.scenario, spec.allocator)
+    if path.is_file():
+        return path
+    if spec.allocator == "glibc":
+        raise SystemFailure(f"{path} not found: build first: ./leaklab test or cmake --build build")
+    glibc = binary_path(spec.build_dir, spec.scenario, "glibc")
+    if not glibc.is_file():
+        raise SystemFailure(f"{path} not found: build first: ./leaklab test or cmake --build build")
+    raise Skip(f"{spec.allocator} not available: {path} was not built (CMake did not find "
+               f"{spec.allocator} when it configured {spec.build_dir}; install it and reconfigure)")
+
+
+def merge_options(from_file, from_user):
+    """Scenario options: the expected file's [[args]] first, minus every option
+    the user gave after `--` (the user's value wins; the harness keeps only the
+    last one anyway, but a doubled option would make command.txt misleading)."""
+    given = {o.split("=")[0] for o in from_user if o.startswith("--")}
+    merged, skip_value = [], False
+    for opt in from_file:
+        if skip_value:
+            skip_value = False
+            if not opt.startswith("--"):
+                continue
+        if opt.startswith("--") and opt.split("=")[0] in given:
+            skip_value = "=" not in opt
+            continue
+        merged.append(opt)
+    return merged + list(from_user)
+
+
+def _first_line(argv):
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+def compiler_version(build_dir):
+    """First line of `CC --version` for the compiler CMake used (gcc if unknown)."""
+    cc = "gcc"
+    try:
+        for line in (Path(build_dir) / "CMakeCache.txt").read_text().splitlines():
+            if line.startswith("CMAKE_C_COMPILER:"):
+                cc = line.split("=", 1)[1].strip() or cc
+                break
+    except OSError:
+        pass
+    return _first_line([cc, "--version"])
+
+
+def tool_versions(spec, used):
+    versions = {"compiler": compiler_version(spec.build_dir), "kernel": platform.release(),
+                "glibc": os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None,
+                "python": platform.python_version()}
+    if "google-pprof" in used:
+        versions["google-pprof"] = _first_line([heapprof.pprof_path(), "--version"])
+    if "valgrind" in used:
+        versions["valgrind"] = memcheck.valgrind_version()
+    if "gnuplot" in used:
+        versions["gnuplot"] = _first_line(["gnuplot", "--version"])
+    return versions
+
+
+def run_dir_name(spec, now=None):
+    now = now or datetime.datetime.now()
+    return (f"{spec.scenario}.{spec.variant or 'default'}.{spec.tool}.{spec.allocator}"
+            f"-{now:%Y%m%d-%H%M%S}-{os.getpid()}")
+
+
+# ---- the process group ------------------------------------------------------
+
+def group_members(pgid):
+    """PIDs whose process group is `pgid` (zombies included), from /proc."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+        except OSError:
+            continue
+        # Fields after the command name, which may itself contain ") ".
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            members.append(int(entry))
+    return members
+
+
+def kill_group(pgid, grace_s=0.0):
+    """SIGTERM (if grace_s) then SIGKILL to the whole group; returns the PIDs
+    still there after REAP_WAIT_S (zombies of our own children excluded: the
+    caller reaps them)."""
+    try:
+        if grace_s > 0:
+            os.killpg(pgid, signal.SIGTERM)
+            end = time.monotonic() + grace_s
+            while time.monotonic() < end and _live(group_members(pgid)):
+                time.sleep(0.05)
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        return []
+    end = time.monotonic() + REAP_WAIT_S
+    while True:
+        left = _live(group_members(pgid))
+        if not left or time.monotonic() > end:
+            return left
+        time.sleep(0.05)
+
+
+def _live(pids):
+    """PIDs not yet zombies: a zombie holds no memory and no threads."""
+    live = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read().decode("ascii", "replace")
+            if stat[stat.rfind(")") + 2:].split()[0] not in ("Z", "X"):
+                live.append(pid)
+        except OSError:
+            pass
+    return live
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_runner():
+    # In the child before exec: if the runner is killed outright (SIGKILL,
+    # a CTest timeout), the kernel kills the scenario too, so no 10,000-thread
+    # process outlives its runner.
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+# ---- driver steps -----------------------------------------------------------
+
+class Driver:
+    """Acts on the scenario's events as the expected file's [[driver]] steps
+    say: run a helper (e.g. a load client) and/or write a word on stdin."""
+
+    def __init__(self, steps, run_dir, build_dir, stdin):
+        self.steps = list(steps)
+        self.fired = set()
+        self.values = {"build": str(build_dir), "run_dir": str(run_dir)}
+        self.run_dir = run_dir
+        self.stdin = stdin
+        self.errors = []
+        self.log = []
+        self.threads = []
+        self.procs = []
+        self._lock = threading.Lock()
+
+    def on_event(self, ev):
+        if ev.get("event") == "start":
+            for k, v in (ev.get("params") or {}).items():
+                self.values[f"params.{k}"] = str(v)
+            for k in ("payload_bytes", "workers", "pid"):
+                if k in ev:
+                    self.values[k] = str(ev[k])
+        for i, step in enumerate(self.steps):
+            if i in self.fired or ev.get("event") != step.on:
+                continue
+            self.fired.add(i)
+            values = dict(self.values)
+            values.update({k: str(v) for k, v in ev.items() if not isinstance(v, (dict, list))})
+            t = threading.Thread(target=self._do, args=(i, step, values), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _do(self, i, step, values):
+        try:
+            if step.run:
+                argv = [re.sub(r"\{([\w.]+)\}", lambda m: values[m.group(1)], a) for a in step.run]
+                self.log.append(f"driver #{i + 1}: {shlex.join(argv)}")
+                with open(self.run_dir / f"driver-{i + 1}.txt", "w") as out:
+                    # A group of its own (the scenario's is in another session,
+                    # which setpgid refuses); the runner kills it at the end.
+                    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                            stderr=subprocess.STDOUT, start_new_session=True,
+                                            preexec_fn=_die_with_runner)
+                    self.procs.append(proc)
+                    code = proc.wait()
+                if code != 0:
+                    self.errors.append(f"driver #{i + 1} ({argv[0]}) exited {code}; "
+                                       f"see driver-{i + 1}.txt")
+                    return
+            if step.send:
+                with self._lock:
+                    self.stdin.write((step.send + "\n").encode())
+                    self.stdin.flush()
+                self.log.append(f"driver #{i + 1}: wrote '{step.send}' on stdin after event '{step.on}'")
+        except KeyError as e:
+            self.errors.append(f"driver #{i + 1}: no value for placeholder {{{e.args[0]}}}")
+        except (OSError, ValueError) as e:
+            self.errors.append(f"driver #{i + 1}: {e}")
+
+
+# ---- the run ----------------------------------------------------------------
+
+def prepare(spec):
+    """Checks prerequisites; returns (binary, argv, extra env, run dir to create).
+    Raises Skip / SystemFailure / UsageError."""
+    if spec.tool == "heapprof" and spec.allocator != "tcmalloc":
+        raise UsageError(f"--tool heapprof needs --allocator tcmalloc (got '{spec.allocator}'): "
+                         "the gperftools heap profiler lives in tcmalloc")
+    if spec.tool == "memcheck" and spec.allocator != "glibc":
+        raise UsageError(f"--tool memcheck needs --allocator glibc (got '{spec.allocator}'): "
+                         "valgrind replaces malloc itself")
+    binary = find_binary(spec)
+    if spec.tool == "heapprof" and not heapprof.pprof_path():
+        raise Skip("google-pprof not found (apt-get install google-perftools)")
+    if spec.tool == "memcheck" and not memcheck.valgrind_path():
+        raise Skip("valgrind not found (apt-get install valgrind)")
+    run_dir = (Path(spec.out) / run_dir_name(spec)).resolve()
+    n = 1
+    while run_dir.exists():  # two runs by one process within a second
+        n += 1
+        run_dir = run_dir.with_name(f"{run_dir_name(spec)}.{n}")
+    argv = [str(binary)]
+    if spec.variant:
+        argv += ["--variant", spec.variant]
+    if spec.scale:
+        argv += ["--scale", spec.scale]
+    argv += ["--events", str(run_dir / "events.jsonl")]
+    env = {}
+    if spec.tool == "heapprof":
+        argv += heapprof.scenario_options(run_dir / "heap")
+        env.update(heapprof.ENV)
+    argv += list(spec.options)
+    if spec.tool == "memcheck":
+        argv = memcheck.valgrind_argv(run_dir, memcheck.max_threads_for(spec.options)) + argv
+    return binary, argv, env, run_dir
+
+
+def command_text(argv, env, run_dir, drivers):
+    lines = ["# Reproduce this run (events go to the same run directory):"]
+    if drivers:
+        lines.append("# stdin: the runner's [[driver]] steps acted on events; see run.json 'driver'.")
+    prefix = ["env", *[f"{k}={v}" for k, v in env.items()]] if env else []
+    lines.append(f"cd {shlex.quote(str(run_dir))} && {shlex.join(prefix + list(argv))}")
+    return "\n".join(lines) + "\n"
+
+
+def execute(spec, announce=None):
+    """Runs the scenario; returns (run_dir, info) where info is run.json's
+    content. Harness-level trouble (timeout, survivors, tool failures) sets
+    info['runner_status'] = 99 with the reasons in info['runner_errors']."""
+    binary, argv, env, run_dir = prepare(spec)
+    run_dir.mkdir(parents=True, exist_ok=False)
+    if spec.tool == "heapprof":
+        (run_dir / "heap").mkdir()
+    (run_dir / "command.txt").write_text(command_text(argv, env, run_dir, spec.drivers))
+    if announce:
+        announce(run_dir)
+    info = {
+        "scenario": spec.scenario, "variant": spec.variant, "scale": spec.scale,
+        "allocator": spec.allocator, "tool": spec.tool, "binary": str(binary),
+        "argv": list(argv), "env": env, "cwd": str(run_dir), "options": list(spec.options),
+        "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "interval_ms": spec.interval_ms, "timeout_s": spec.timeout_s,
+        "exit_code": None, "signal": None, "runner_status": EXIT_OK,
+        "runner_errors": [], "notes": [],
+    }
+    errors = info["runner_errors"]
+
+    old_handlers = {}
+    if threading.current_thread() is threading.main_thread():  # signal() works only there
+        old_handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    stdout = open(run_dir / "stdout.txt", "wb")
+    stderr = open(run_dir / "stderr.txt", "wb")
+    proc = sampler = driver = None
+    status = rusage = None
+    t0 = time.monotonic()
+    cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+    try:
+        proc = subprocess.Popen(argv, cwd=run_dir, env={**os.environ, **env},
+                                stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
+                                start_new_session=True, preexec_fn=_die_with_runner)
+        driver = Driver(spec.drivers, run_dir, spec.build_dir, proc.stdin)
+        sampler = timeline.Sampler(proc.pid, run_dir / "events.jsonl", run_dir,
+                                   spec.interval_ms / 1000.0, t0, driver.on_event)
+        sampler.start()
+        deadline = t0 + spec.timeout_s
+        while True:
+            # WNOWAIT: learn that the child exited without reaping it, so its
+            # PID (= the group id) cannot be reused before the group is killed.
+            done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            if done is not None:
+                break
+            if time.monotonic() > deadline:
+                errors.append(f"runner timeout: the scenario ran past {spec.timeout_s:g} s; "
+                              "its process group was killed (raise --timeout or lower the scale)")
+                break
+            if driver.errors:
+                # The scenario waits for a word that will not come: stop now,
+                # not at the timeout. (The errors are reported below.)
+                errors.append("a driver step failed; the scenario's process group was killed")
+                break
+            time.sleep(0.02)
+    except (KeyboardInterrupt, Terminated) as e:
+        errors.append("interrupted" if isinstance(e, KeyboardInterrupt) else "runner terminated by a signal")
+        raise_after = e
+    else:
+        raise_after = None
+    finally:
+        wall = time.monotonic() - t0
+        if proc is not None:
+            left = kill_group(proc.pid, KILL_GRACE_S if errors else 0.0)
+            if left:
+                errors.append(f"processes of group {proc.pid} survived SIGKILL: {left}")
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            for p in (driver.procs if driver else []):
+                left = kill_group(p.pid)  # start_new_session: each helper leads a group
+                if left:
+                    errors.append(f"driver helper group {p.pid} survived SIGKILL: {left}")
+                p.wait()
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass  # the reader is gone: a broken pipe at close is expected
+        if sampler is not None:
+            sampler.stop()
+            errors.extend(sampler.errors)
+        stdout.close()
+        stderr.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+
+    code = os.waitstatus_to_exitcode(status) if status is not None else None
+    if code is not None and code < 0:
+        info["signal"] = signal.Signals(-code).name
+        code = 128 - code
+    cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+    info.update({
+        "exit_code": code,
+        "wall_s": round(wall, 3),
+        "child_user_s": round(rusage.ru_utime, 3) if rusage else None,
+        "child_sys_s": round(rusage.ru_stime, 3) if rusage else None,
+        "child_maxrss_bytes": rusage.ru_maxrss * 1024 if rusage else None,
+        "sampler_cpu_s": round(sampler.cpu_s, 3) if sampler else None,
+        "sampler_samples": sampler.samples if sampler else 0,
+        "sampler_max_gap_s": round(sampler.max_gap_s, 4) if sampler else None,
+        "runner_cpu_s": round((cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime), 3),
+    })
+    if driver:
+        errors.extend(driver.errors)
+        info["driver"] = driver.log
+    if raise_after is None:
+        _postprocess(spec, binary, run_dir, info)
+    used = {"native": set(), "heapprof": {"google-pprof"}, "memcheck": {"valgrind"}}[spec.tool]
+    if "timeline.svg" in os.listdir(run_dir) or (run_dir / "timeline.gp").exists():
+        used.add("gnuplot")
+    info["versions"] = tool_versions(spec, used)
+    if errors:
+        info["runner_status"] = EXIT_SYSTEM
+    (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
+    if raise_after is not None:
+        raise raise_after
+    return run_dir, info
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _postprocess(spec, binary, run_dir, info):
+    """After the process group is gone: fill in what the start event knows,
+    render tool output, draw the timeline."""
+    errors, notes = info["runner_errors"], info["notes"]
+    start, phases = {}, []
+    try:
+        for line in (run_dir / "events.jsonl").read_text().splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("event") == "start":
+                start = ev
+            elif ev.get("event") == "phase":
+                phases.append(ev)
+    except OSError:
+        notes.append("no events.jsonl: the scenario wrote no events")
+    for key in ("variant", "scale"):
+        if start.get(key):
+            info[key] = start[key]  # what actually ran, even if defaulted
+    if spec.tool == "heapprof":
+        profiles = [(ev.get("phase"), ev["heap_profile"]) for ev in phases if ev.get("heap_profile")]
+        if not profiles and info["exit_code"] == 0:
+            errors.append("heapprof: no phase event named a heap profile (was --heap-profile ignored?)")
+        rendered, problems, hp_notes = heapprof.render(binary, run_dir, profiles)
+        errors.extend(problems)
+        notes.extend(hp_notes)
+        info["heapprof"] = {"profiles": [p for _, p in profiles], "rendered": rendered}
+    if spec.tool == "memcheck":
+        xml = run_dir / "memcheck.xml"
+        log = run_dir / "memcheck.log"
+        log_text = log.read_text(errors="replace") if log.exists() else ""
+        if "--max-threads" in log_text:
+            errors.append("valgrind ran out of thread slots: raise --max-threads "
+                          "(pass a smaller --workers after --, or see memcheck.log)")
+        try:
+            report = memcheck.parse_xml(xml)
+        except (ValueError, OSError) as e:
+            errors.append(f"memcheck: {e}")
+        else:
+            if not report["finished"]:
+                errors.append("memcheck: valgrind did not finish (no FINISHED status in memcheck.xml)")
+            (run_dir / "memcheck.json").write_text(json.dumps(report, indent=1) + "\n")
+    title = (f"{spec.scenario} {info.get('variant') or ''} ({spec.tool}, {spec.allocator}, "
+             f"{info.get('scale') or 'seed'} scale)")
+    note = timeline.draw_svg(run_dir, title)
+    if note:
+        notes.append(note)
+
+
+# ---- what is in a run directory --------------------------------------------
+
+DESCRIPTIONS = [
+    (r"command\.txt", "the exact command line (shell-quoted); rerun it from here"),
+    (r"run\.json", "what ran: options, exit code, wall/CPU time, tool versions"),
+    (r"events\.jsonl", "the scenario's JSON-lines events: start, phases with snapshots, end"),
+    (r"stdout\.txt", "the scenario's standard output"),
+    (r"stderr\.txt", "the scenario's standard error (harness messages, remedies)"),
+    (r"timeline\.csv", "RSS and thread count sampled from /proc every interval"),
+    (r"phases\.csv", "when each phase happened, with heap in use and RSS"),
+    (r"timeline\.gp", "the gnuplot program that draws timeline.svg"),
+    (r"timeline\.svg", "plot: RSS, heap in use and threads over time, phases marked"),
+    (r"verdict\.json", "the comparer's verdict per check"),
+    (r"memcheck\.xml", "valgrind memcheck's full XML report"),
+    (r"memcheck\.log", "valgrind's own messages"),
+    (r"memcheck\.json", "memcheck leak summary: bytes/blocks per kind and per function"),
+    (r"driver-\d+\.txt", "output of a driver step (helper program)"),
+    (r"heap/periodic\..*", "heap profile gperftools wrote on its own (at exit); not checked"),
+    (r"heap/.*\.heap", "gperftools heap profile of a phase, raw (google-pprof BINARY FILE)"),
+    (r"heap/.*\.bytes\.txt", "pprof --text --show_bytes: in-use bytes per function"),
+    (r"heap/.*\.stacks\.txt", "pprof --text --stacks: in-use bytes per allocation stack"),
+    (r"heap/.*\.txt", "pprof --text --inuse_space: in-use MB per function"),
+    (r"heap/.*\.svg", "pprof call graph of in-use space"),
+    (r"heap/.*\.json", "parsed profile: top function, its share, bytes per function"),
+]
+
+
+def listing(run_dir):
+    """One line per file: its path inside the run dir and what it is."""
+    run_dir = Path(run_dir)
+    files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
+    width = max((len(f) for f in files), default=0)
+    lines = []
+    for f in files:
+        what = next((d for pat, d in DESCRIPTIONS if re.fullmatch(pat, f)), "")
+        lines.append(f"  {f:<{width}}  {what}".rstrip())
+    return lines
