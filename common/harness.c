@@ -312,6 +312,7 @@ static void print_help(const ll_scenario *s)
            "  --heap-profile DIR  dump a gperftools heap profile at every phase (tcmalloc builds)\n"
            "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
            "  --canary            plant one definite leak of %d bytes, for tool canaries\n"
+           "  --canary-thread     leave one finished thread unjoined (ThreadSanitizer's canary)\n"
            "  --help              this text\n"
            "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
            DEFAULT_TIMEOUT_S, CANARY_BYTES);
@@ -328,8 +329,38 @@ __attribute__((noinline)) static void ll_canary_leak(void)
     block = NULL;
 }
 
+/* The thread canary: a thread that has finished but is never joined, which
+ * a thread-leak checker (ThreadSanitizer) must report. Main waits until the
+ * thread has returned, so the leak is certain, not a race with exit. */
+static pthread_mutex_t canary_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t canary_done = PTHREAD_COND_INITIALIZER;
+static bool canary_returned;
+
+static void *canary_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&canary_lock);
+    canary_returned = true;
+    pthread_cond_signal(&canary_done);
+    pthread_mutex_unlock(&canary_lock);
+    return NULL;
+}
+
+static void ll_canary_unjoined_thread(ll_run *run)
+{
+    pthread_t thread;
+    ll_thread_start(run, &thread, canary_thread, NULL);
+    pthread_mutex_lock(&canary_lock);
+    while (!canary_returned)
+        pthread_cond_wait(&canary_done, &canary_lock);
+    pthread_mutex_unlock(&canary_lock);
+    /* Not joined, on purpose. Returning from canary_thread happens right
+     * after the unlock above; a thread checker reports the thread as leaked
+     * at exit whether or not its last instructions have run by then. */
+}
+
 enum { OPT_VARIANT = 1, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
-       OPT_HELP, OPT_SCENARIO_BASE = 1000 };
+       OPT_CANARY_THREAD, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
 
 static const struct option harness_options[] = {
     {"variant", required_argument, NULL, OPT_VARIANT},
@@ -340,6 +371,7 @@ static const struct option harness_options[] = {
     {"heap-profile", required_argument, NULL, OPT_HEAP_PROFILE},
     {"guard-pages", required_argument, NULL, OPT_GUARD},
     {"canary", no_argument, NULL, OPT_CANARY},
+    {"canary-thread", no_argument, NULL, OPT_CANARY_THREAD},
     {"help", no_argument, NULL, OPT_HELP},
 };
 
@@ -368,7 +400,7 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     run.guard_pages = true;
     pthread_mutex_init(&run.events_lock, NULL);
     long long timeout_s = DEFAULT_TIMEOUT_S, hold_s = 0;
-    bool canary = false;
+    bool canary = false, canary_thread_wanted = false;
     const char *events_path = NULL;
 
     opterr = 0;
@@ -409,6 +441,7 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
             run.guard_pages = strcmp(optarg, "on") == 0;
             break;
         case OPT_CANARY: canary = true; break;
+        case OPT_CANARY_THREAD: canary_thread_wanted = true; break;
         case OPT_HELP: print_help(s); return LL_EXIT_OK;
         case ':': usage_error(s, "option '%s' needs a value", argv[optind - 1]);
         case '?': usage_error(s, "unknown option '%s'", argv[optind - 1]);
@@ -450,10 +483,11 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     for (size_t i = 0; i < nopts; i++)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
     ll_buf_printf(&start, "},\"t0_monotonic_s\":%.6f,\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
-                  "\"canary_bytes\":%d",
+                  "\"canary_bytes\":%d,\"canary_threads\":%d",
                   (double)run.started.tv_sec + (double)run.started.tv_nsec / 1e9,
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
-                  run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0);
+                  run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0,
+                  canary_thread_wanted ? 1 : 0);
     emit(&run, "start", &start);
     ll_buf_free(&start);
 
@@ -466,6 +500,8 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
 #endif
     if (canary)
         ll_canary_leak();
+    if (canary_thread_wanted)
+        ll_canary_unjoined_thread(&run);
 
     run.variant->run(&run);
 
