@@ -10,8 +10,10 @@
 struct ll_chan {
     pthread_mutex_t lock;
     pthread_cond_t not_empty, not_full;
+    pthread_cond_t receivers_changed; /* for ll_chan_await_receivers */
     void **ring;
     size_t capacity, head, count;
+    size_t receivers_waiting, receivers_awaited;
     bool closed;
 };
 
@@ -24,6 +26,7 @@ ll_chan *ll_chan_new(ll_run *run, size_t capacity)
     pthread_mutex_init(&ch->lock, NULL);
     pthread_cond_init(&ch->not_empty, NULL);
     pthread_cond_init(&ch->not_full, NULL);
+    pthread_cond_init(&ch->receivers_changed, NULL);
     return ch;
 }
 
@@ -44,8 +47,12 @@ bool ll_chan_send(ll_chan *ch, void *item)
 bool ll_chan_recv(ll_chan *ch, void **item)
 {
     pthread_mutex_lock(&ch->lock);
-    while (ch->count == 0 && !ch->closed)
+    while (ch->count == 0 && !ch->closed) {
+        if (++ch->receivers_waiting == ch->receivers_awaited)
+            pthread_cond_signal(&ch->receivers_changed);
         pthread_cond_wait(&ch->not_empty, &ch->lock);
+        ch->receivers_waiting--;
+    }
     bool received = ch->count > 0; /* a closed channel still drains */
     if (received) {
         *item = ch->ring[ch->head];
@@ -66,6 +73,16 @@ void ll_chan_close(ll_chan *ch)
     pthread_mutex_unlock(&ch->lock);
 }
 
+void ll_chan_await_receivers(ll_chan *ch, size_t n)
+{
+    pthread_mutex_lock(&ch->lock);
+    ch->receivers_awaited = n;
+    while (ch->receivers_waiting < n)
+        pthread_cond_wait(&ch->receivers_changed, &ch->lock);
+    ch->receivers_awaited = 0;
+    pthread_mutex_unlock(&ch->lock);
+}
+
 void ll_chan_free(ll_chan *ch)
 {
     if (!ch)
@@ -73,6 +90,7 @@ void ll_chan_free(ll_chan *ch)
     pthread_mutex_destroy(&ch->lock);
     pthread_cond_destroy(&ch->not_empty);
     pthread_cond_destroy(&ch->not_full);
+    pthread_cond_destroy(&ch->receivers_changed);
     free(ch->ring);
     free(ch);
 }

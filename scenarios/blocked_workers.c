@@ -57,7 +57,6 @@ static const ll_option options[] = {
 struct worker_args {
     ll_run *run;
     ll_chan *done;              /* the channel nobody closes (leaky) */
-    pthread_barrier_t *filled;  /* every worker and main: "all buffers full" */
     long long elements;
     uint64_t seed;
 };
@@ -88,7 +87,6 @@ static void *worker(void *arg)
     struct worker_args *w = arg;
     /* The buffer's only pointer is this local: the blocked thread holds it. */
     int64_t *values = fill_buffer(w->run, w->elements, w->seed);
-    pthread_barrier_wait(w->filled);
 
     void *unused;
     ll_chan_recv(w->done, &unused); /* leaky: blocks forever; fixed: returns when closed */
@@ -100,24 +98,25 @@ static void *worker(void *arg)
 struct workers {
     pthread_t *threads;
     struct worker_args *args;
-    pthread_barrier_t filled;
     ll_chan *done;
     long long count;
 };
 
-/* Starts every worker and returns once all of them have filled their buffer. */
+/* Starts every worker and returns once all of them have filled their buffer
+ * and are blocked on the channel: the steady state the snapshot shows. */
 static void start_workers(ll_run *run, struct workers *ws)
 {
     ws->count = ll_opt(run, "workers");
     ws->threads = ll_xmalloc(run, (size_t)ws->count * sizeof *ws->threads);
     ws->args = ll_xmalloc(run, (size_t)ws->count * sizeof *ws->args);
     ws->done = ll_chan_new(run, 1);
-    pthread_barrier_init(&ws->filled, NULL, (unsigned)ws->count + 1);
     for (long long i = 0; i < ws->count; i++) {
-        ws->args[i] = (struct worker_args){run, ws->done, &ws->filled, ll_opt(run, "elements"), (uint64_t)i + 1};
+        ws->args[i] = (struct worker_args){run, ws->done, ll_opt(run, "elements"), (uint64_t)i + 1};
         ll_thread_start(run, &ws->threads[i], worker, &ws->args[i]);
     }
-    pthread_barrier_wait(&ws->filled);
+    /* Not a barrier: a barrier says every worker has filled its buffer and
+     * is on its way to the channel; this says every one of them is waiting. */
+    ll_chan_await_receivers(ws->done, (size_t)ws->count);
 }
 
 /* File scope, so main's own bookkeeping (thread ids, arguments) stays
@@ -141,7 +140,6 @@ static void run_fixed(ll_run *run)
     for (long long i = 0; i < ws.count; i++)
         pthread_join(ws.threads[i], NULL); /* FIX: and wait for each worker to free and exit */
 
-    pthread_barrier_destroy(&ws.filled);
     ll_chan_free(ws.done);
     free(ws.args);
     free(ws.threads);

@@ -1,0 +1,293 @@
+#!/usr/bin/env python3
+"""Tests of report.py: the page's sections, verdict rows, missing captures, no network, SVG inlining, compare."""
+
+import contextlib
+import io
+import os
+import re
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import fake_runs  # noqa: E402
+from fake_runs import MB, MEMCHECK, make_run, snapshot  # noqa: E402
+import report  # noqa: E402
+import runner  # noqa: E402
+
+SECTIONS = ("story", "verdict", "timeline", "census", "heap", "memcheck", "reproduce", "facts")
+NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
+
+
+def network_references(page):
+    """Everything in a page that could make a browser fetch something."""
+    found = [u for u in re.findall(r"https?://[^\s\"'<>)]*", page) if u not in NAMESPACES]
+    found += re.findall(r"<(?:script|link|img|iframe|object|embed)\b[^>]*>", page, re.I)
+    found += re.findall(r"\bsrc\s*=", page, re.I)
+    found += re.findall(r"@import", page)
+    found += [u for u in re.findall(r"url\(\s*([^)]*)\)", page) if not u.strip().startswith("#")]
+    # Links may go to an anchor on the page or to a file next to it, never to a scheme.
+    found += [h for h in re.findall(r"""\bhref\s*=\s*["']([^"']*)""", page)
+              if not h.startswith("#") and (":" in h or h.startswith("//"))]
+    return found
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory()
+        self.tmp = Path(self._tmp.name)
+
+    def tearDown(self):
+        self._tmp.cleanup()
+
+    def page(self, run_dir):
+        path = report.write_report(run_dir)
+        self.assertEqual(path, Path(run_dir) / "report.html")
+        return path.read_text()
+
+
+class ThePage(Base):
+    def test_every_section_is_there(self):
+        run = make_run(self.tmp, tool="heapprof", allocator="tcmalloc", heap=True,
+                       verdict=[("threads == workers + 1", "== 1001", "1001", "PASS")])
+        page = self.page(run)
+        for sid in SECTIONS:
+            self.assertIn(f'<section id="{sid}">', page)
+        self.assertIn('data-figure="timeline"', page)
+        self.assertIn('data-figure="heap-graph"', page)
+        self.assertIn('id="verdict-table"', page)
+        self.assertIn("fill_buffer", page)            # the pprof top lines
+        self.assertIn("futex_do_wait", page)          # the census
+        self.assertIn("./leaklab run fake_scn --variant leaky --scale quick --tool heapprof --report", page)
+        self.assertIn("/nonexistent/fake_scn --variant leaky", page)  # command.txt
+
+    def test_a_failed_check_reads_fail_in_words_and_colour(self):
+        run = make_run(self.tmp, verdict=[("threads == 1", "== 1", "1001", "FAIL"),
+                                          ("rss_bytes >= payload_bytes", ">= 76 MiB", "ERROR", "ERROR"),
+                                          ("census.largest == workers", "== 1000", "1000", "PASS")])
+        page = self.page(run)
+        row = re.search(r"<tr class=\"row-fail\">.*?</tr>", page, re.S).group(0)
+        self.assertIn("threads == 1", row)
+        self.assertRegex(row, r'<td class="v fail">.*FAIL</td>')
+        self.assertRegex(page, r'<td class="v error">.*ERROR</td>')
+        self.assertRegex(page, r'<td class="v pass">.*PASS</td>')
+        self.assertRegex(page, r'class="banner fail".*<strong>FAIL</strong>')
+
+    def test_missing_captures_are_stated_in_one_line(self):
+        run = make_run(self.tmp, timeline=False, phases=[("steady", snapshot(census=None) | {"census": None})])
+        page = self.page(run)
+        self.assertIn("No heap profile: this run was made with --tool native", page)
+        self.assertIn("No memcheck report: this run was made with --tool native", page)
+        self.assertIn("No timeline plot: gnuplot not found", page)
+        self.assertIn("No thread census", page)
+        self.assertIn("not compared: there is no expected/fake_scn.toml", page)
+        self.assertNotIn("data-figure", page)
+
+    def test_memcheck_summary_by_kind(self):
+        run = make_run(self.tmp, tool="memcheck", memcheck=MEMCHECK)
+        page = self.page(run)
+        table = re.search(r'<table class="memcheck">.*?</table>', page, re.S).group(0)
+        for kind in ("definitely lost", "indirectly lost", "possibly lost", "still reachable"):
+            self.assertIn(kind, table)
+        self.assertIn("125.0 MiB", table)  # still reachable: 131,120,208 bytes
+        self.assertIn("allocate_dtv", table)
+        self.assertIn("Valgrind", page)    # the note on allocator statistics under valgrind
+
+    def test_no_network_references(self):
+        run = make_run(self.tmp, tool="heapprof", allocator="tcmalloc", heap=True, memcheck=MEMCHECK)
+        page = self.page(run)
+        self.assertEqual(network_references(page), [])
+        self.assertNotIn("cyberz.org", page)  # the URL in pprof's script comment went with the script
+
+    def test_the_checker_would_catch_a_reference(self):
+        for bad in ('<img src="x.png">', '<a href="https://example.com/">', "<style>@import 'a.css'</style>",
+                    '<div style="background:url(http://e.com/a.png)">', "<script>1</script>"):
+            self.assertTrue(network_references(bad), bad)
+
+    def test_ids_are_unique_on_the_page(self):
+        run = make_run(self.tmp, tool="heapprof", allocator="tcmalloc", heap=True,
+                       phases=[("steady", snapshot()), ("end", snapshot(threads=1))])
+        page = self.page(run)
+        ids = re.findall(r'\bid="([^"]+)"', page)
+        self.assertEqual(len(ids), len(set(ids)), sorted(i for i in ids if ids.count(i) > 1))
+        self.assertEqual(page.count('data-figure="heap-graph"'), 2)
+
+    def test_story_comes_from_the_doc_page(self):
+        text, source = report.story("blocked_workers")
+        self.assertTrue(text.startswith("Ten thousand goroutines"), text)
+        self.assertEqual(len(report._sentences(text)), 2)
+        self.assertIn("docs/scenarios/blocked_workers.md", source)
+
+
+class Svg(Base):
+    def inline(self, text, prefix="p-"):
+        path = self.tmp / "x.svg"
+        path.write_text(text)
+        return report.inline_svg(path, prefix, "fig", "a figure")
+
+    def test_pprof_svg_gets_a_viewbox_and_loses_its_script(self):
+        svg = self.inline(fake_runs.PPROF_SVG)
+        self.assertTrue(svg.startswith("<svg"))
+        self.assertIn('viewBox="0 0 1058 762"', svg)   # translate(4 758) + the polygon -4..1054, -758..4
+        self.assertNotIn("<script", svg)
+        self.assertNotIn("onclick", svg)
+        self.assertNotIn("DOCTYPE", svg)
+        self.assertNotIn('width="100%"', svg)
+        self.assertIn('id="p-viewport"', svg)
+        self.assertIn('id="p-viewport-2"', svg)
+
+    def test_gnuplot_references_follow_their_ids(self):
+        svg = self.inline(fake_runs.TIMELINE_SVG, "a-")
+        self.assertIn("id=\"a-gpDot\"", svg)
+        self.assertIn('xlink:href="#a-gpDot"', svg)
+        self.assertIn('viewBox="0 0 1000 520"', svg)
+        self.assertIn("max-width:1000px", svg)
+
+    def test_an_unreadable_file_is_none(self):
+        self.assertIsNone(report.inline_svg(self.tmp / "missing.svg", "p-", "f", "l"))
+        self.assertIsNone(self.inline("not an svg at all"))
+
+
+class Story(unittest.TestCase):
+    def test_skips_code_and_its_introduction(self):
+        md = ("# x\n\n## The story\n\nThe first demo, in Go:\n\n```go\nfor {}\n```\n\n"
+              "Ten goroutines wait. They never run again. A third sentence.\n\n## Next\n")
+        self.assertEqual(report.two_sentences(report.story_paragraph(md)),
+                         "Ten goroutines wait. They never run again.")
+
+    def test_joins_a_sentence_interrupted_by_code(self):
+        md = ("## The story\n\nThe second lesson. Once they were fixed,\n\n```go\nx()\n```\n\n"
+              "the count fell but RSS stayed. People hunted a leak.\n")
+        self.assertEqual(report.two_sentences(report.story_paragraph(md)),
+                         "The second lesson. Once they were fixed, the count fell but RSS stayed.")
+
+    def test_no_section_no_story(self):
+        self.assertIsNone(report.story_paragraph("# x\n\n## Run it\n\nText.\n"))
+
+    def test_markdown_becomes_html(self):
+        self.assertEqual(report.md_inline("a `b` **c** [d](e.md) <f>"),
+                         "a <code>b</code> <strong>c</strong> d &lt;f&gt;")
+
+
+class Verdict(Base):
+    def test_a_plain_run_is_compared_with_its_expected_file(self):
+        exp_dir = self.tmp / "expected"
+        exp_dir.mkdir()
+        (exp_dir / "fake_scn.toml").write_text(
+            '[[check]]\nvariant = "leaky"\nphase = "steady"\nexpect = "threads == 5"\nwhy = "test"\n')
+        run = make_run(self.tmp / "runs")
+        old = report.EXPECTED_DIR
+        report.EXPECTED_DIR = exp_dir
+        try:
+            page = self.page(run)
+        finally:
+            report.EXPECTED_DIR = old
+        self.assertIn("compared now with expected/fake_scn.toml", page)
+        self.assertRegex(page, r"threads == 5</code>.*?<td class=\"v fail\">.*?FAIL</td>")
+        self.assertTrue((run / "verdict.json").is_file())
+
+
+class Reproduce(Base):
+    def test_commands_name_only_what_differs_from_the_defaults(self):
+        run = report.Run(make_run(self.tmp, tool="heapprof", allocator="tcmalloc", options=["--workers", "200"]))
+        run_line, check_line = report.leaklab_commands(run)
+        self.assertEqual(run_line, "./leaklab run fake_scn --variant leaky --scale quick --tool heapprof "
+                                   "--report -- --workers 200")
+        self.assertTrue(check_line.startswith("./leaklab check fake_scn"))
+        run = report.Run(make_run(self.tmp, "b", allocator="jemalloc"))
+        self.assertIn("--allocator jemalloc", report.leaklab_commands(run)[0])
+
+
+class Compare(Base):
+    def runs(self, scale_b="quick"):
+        a = make_run(self.tmp, "fake_scn.leaky.native.glibc-20260101-120000-1",
+                     verdict=[("threads == 1001", "== 1001", "1001", "PASS")])
+        b = make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-120005-2", variant="fixed", scale=scale_b,
+                     phases=[("steady", snapshot()), ("end", snapshot(threads=1, rss=11 * MB, in_use=200_000,
+                                                                      census=[]))],
+                     verdict=[("threads == 1", "== 1", "1001", "FAIL")])
+        return a, b
+
+    def test_terminal_table_and_page(self):
+        a, b = self.runs()
+        text, path = report.compare(a, b)
+        self.assertEqual(path, self.tmp / f"compare-{a.name}-vs-{b.name}.html")
+        self.assertRegex(text, r"steady: threads\s+1,001\s+1,001\s+same")
+        self.assertRegex(text, r"end: threads\s+-\s+1")
+        self.assertRegex(text, r"last phase \(steady \| end\): threads\s+1,001\s+1\s+-1,000")
+        self.assertRegex(text, r"run: verdict\s+PASS \(exit 0\)\s+FAIL \(exit 1\)")
+        page = path.read_text()
+        self.assertEqual(page.count('data-figure="timeline"'), 2)
+        ids = re.findall(r'\bid="([^"]+)"', page)
+        self.assertEqual(len(ids), len(set(ids)))
+        self.assertEqual(network_references(page), [])
+        self.assertRegex(page, r'<td class="v fail">.*?FAIL</td>')
+
+    def test_different_scales_are_pointed_out(self):
+        a, b = self.runs(scale_b="seed")
+        text, _ = report.compare(a, b, self.tmp / "out.html")
+        self.assertIn("note: A ran at quick scale and B at seed scale", text)
+        self.assertTrue((self.tmp / "out.html").is_file())
+
+
+class Resolve(Base):
+    def test_a_name_prefix_finds_the_newest_run(self):
+        make_run(self.tmp, "fake_scn.leaky.native.glibc-20260101-120000-1")
+        newer = make_run(self.tmp, "fake_scn.leaky.native.glibc-20260101-130000-7")
+        make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-140000-3")
+        self.assertEqual(report.resolve_run("fake_scn.leaky", self.tmp), newer.resolve())
+        self.assertEqual(report.resolve_run(str(newer), self.tmp), newer.resolve())
+
+    def test_bad_names_are_usage_errors(self):
+        (self.tmp / "plain").mkdir()
+        with self.assertRaises(runner.UsageError):
+            report.resolve_run(str(self.tmp / "plain"), self.tmp)
+        with self.assertRaises(runner.UsageError):
+            report.resolve_run("nothing_like_it", self.tmp)
+
+    def test_command_line_exit_codes(self):
+        run = make_run(self.tmp)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            self.assertEqual(report.main(["report", str(run)]), 0)
+            self.assertEqual(report.main(["report", "no_such_run", "--runs", str(self.tmp)]), 2)
+            self.assertEqual(report.main(["compare", str(run), str(run), "--out", str(self.tmp / "c.html")]), 0)
+            with self.assertRaises(SystemExit) as cm:
+                report.main(["report"])
+            self.assertEqual(cm.exception.code, 2)
+        self.assertIn(f"report: {run / 'report.html'}", out.getvalue())
+        self.assertIn("neither a run directory", err.getvalue())
+
+
+def _build_dir():
+    return Path(os.environ.get("LEAKLAB_BUILD_DIR") or report.REPO / "build")
+
+
+@unittest.skipUnless((_build_dir() / "scenarios" / "blocked_workers").is_file(),
+                     "blocked_workers is not built (cmake --build build)")
+class RealRun(Base):
+    """One real run of the seed scenario, reported: the page must read what a real run leaves."""
+
+    def test_blocked_workers_report(self):
+        spec = runner.RunSpec(scenario="blocked_workers", variant="leaky", scale="quick", out=self.tmp,
+                              build_dir=_build_dir(), timeout_s=300, options=["--workers", "100"])
+        run_dir, info = runner.execute(spec)
+        self.assertEqual(info["exit_code"], 0, info)
+        page = self.page(run_dir)
+        for sid in SECTIONS:
+            self.assertIn(f'<section id="{sid}">', page)
+        self.assertIn("Ten thousand goroutines", page)
+        self.assertIn('id="verdict-table"', page)                 # compared now: blocked_workers has checks
+        self.assertIn("threads == workers + 1", page)
+        self.assertIn("at <code>steady</code>: 101 threads", page)  # the census, whatever the kernel calls the wait
+        self.assertIn("No heap profile", page)
+        self.assertIn("./leaklab run blocked_workers --variant leaky --scale quick --report -- --workers 100", page)
+        if (run_dir / "timeline.svg").is_file():
+            self.assertIn('data-figure="timeline"', page)
+        self.assertEqual(network_references(page), [])
+
+
+if __name__ == "__main__":
+    unittest.main()
