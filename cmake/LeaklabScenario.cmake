@@ -2,14 +2,18 @@
 #     [SOURCES extra.c ...]          # besides scenarios/NAME.c
 #     [VARIANTS leaky fixed ...]     # default: leaky fixed
 #     [ALLOCATORS glibc tcmalloc ...]# native tests per allocator (default: glibc)
-#     [TOOLS heapprof memcheck ...]  # tool tests at quick scale
+#     [TOOLS heapprof memcheck ...]  # tool tests at quick scale, besides LEAKLAB_MATRIX_TOOLS
 #     [TOOL_ARGS_<TOOL> args ...]    # scenario options for that tool's tests
+#     [NO_MATRIX]                    # only the TOOLS given, not every matrix tool
 #     [NO_SEED])                     # no seed-scale tests
 #
-# Each tool also gets a canary test, <scenario>.<last variant>.<tool>.canary:
-# the run plants one definite leak of 31,337 bytes (--canary) that the tool
-# must report, so a broken or stubbed tool fails instead of agreeing with
-# every expectation.
+# Every scenario is a row of the cross-tool matrix (`leaklab matrix`), so it
+# gets a quick-scale test per variant under every tool of LEAKLAB_MATRIX_TOOLS
+# (and of TOOLS), labelled with the tool's name. Each tool also gets a canary
+# test, <scenario>.<last variant>.<tool>.canary: the run plants what the tool
+# must report (--canary: one definite leak of 31,337 bytes; for tsan
+# --canary-thread: a finished thread nobody joined), so a broken or stubbed
+# tool fails instead of agreeing with every expectation.
 #
 # Builds NAME against glibc malloc and NAME-<allocator> against every other
 # allocator found, and registers the CTest tests, named
@@ -17,9 +21,19 @@
 # `leaklab.py check` run. Every test is registered whether or not its tool or
 # allocator is installed: the check exits 77 and CTest shows "Not Run" with
 # the reason, so a missing tool is visible, never a pass.
+set(LEAKLAB_MATRIX_TOOLS memcheck heapprof heapcheck lsan asan tsan heaptrack)
+
 function(leaklab_add_scenario name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED" ""
-    "SOURCES;VARIANTS;ALLOCATORS;TOOLS;TOOL_ARGS_heapprof;TOOL_ARGS_memcheck")
+  set(tool_args_keywords "")
+  foreach(tool IN LISTS LEAKLAB_MATRIX_TOOLS)
+    list(APPEND tool_args_keywords TOOL_ARGS_${tool})
+  endforeach()
+  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED;NO_MATRIX" ""
+    "SOURCES;VARIANTS;ALLOCATORS;TOOLS;${tool_args_keywords}")
+  if(NOT arg_NO_MATRIX)
+    list(APPEND arg_TOOLS ${LEAKLAB_MATRIX_TOOLS})
+  endif()
+  list(REMOVE_DUPLICATES arg_TOOLS)
   if(NOT arg_VARIANTS)
     set(arg_VARIANTS leaky fixed)
   endif()
@@ -75,9 +89,14 @@ function(leaklab_add_scenario name)
   endforeach()
   list(GET arg_VARIANTS -1 canary_variant)
   foreach(tool IN LISTS arg_TOOLS)
-    set(tool_args -- --canary)
+    # ThreadSanitizer reports threads, not memory: its canary is a thread.
+    set(canary --canary)
+    if(tool STREQUAL "tsan")
+      set(canary --canary-thread)
+    endif()
+    set(tool_args -- ${canary})
     if(arg_TOOL_ARGS_${tool})
-      set(tool_args -- ${arg_TOOL_ARGS_${tool}} --canary)
+      set(tool_args -- ${arg_TOOL_ARGS_${tool}} ${canary})
     endif()
     _leaklab_test(${name}.${canary_variant}.${tool}.canary quick ${tool}
       ${check} --variant ${canary_variant} --tool ${tool} --scale quick ${tool_args})

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import expected
 import memcheck
+import tools
 from expected import Unresolved
 from runner import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE
 
@@ -75,6 +76,10 @@ class RunData:
             if ref.phase:
                 raise Unresolved(f"{ref.text}: memcheck reports once per run; drop '@{ref.phase}'")
             return self._memcheck(ref)
+        if name.startswith("tool."):
+            if ref.phase:
+                raise Unresolved(f"{ref.text}: a tool reports once per run (tool.json); drop '@{ref.phase}'")
+            return self._tool(ref)
         # Bare names the start event carries (payload_bytes, workers,
         # canary_bytes, params.*) are run-level; everything else, or any name
         # with @PHASE, is read from a phase snapshot.
@@ -204,6 +209,43 @@ class RunData:
                          f"{', '.join(memcheck.KINDS.values())}; error_count; bytes_by_function(KIND, F))")
 
 
+    TOOL_SCALARS = ("verdict", "top_function", "reported_bytes", "reported_blocks", "error_count", "exit_code")
+
+    def _tool(self, ref):
+        tool = self.field("tool", "native")
+        if tool == "native":
+            raise Unresolved(f"{ref.text}: this run was made without a tool (--tool native)")
+        try:
+            report = json.loads((self.run_dir / "tool.json").read_text())
+        except (OSError, ValueError):
+            raise Unresolved(f"{ref.text}: no tool.json ({tool}'s report was not parsed; see the runner "
+                             "rows)") from None
+        name = ref.name[len("tool."):]
+        if name in self.TOOL_SCALARS:
+            value = report.get(name)
+            if value is None:
+                if name == "top_function":
+                    raise Unresolved(f"{ref.text}: {tool} reported nothing, so it names no function")
+                raise Unresolved(f"{ref.text}: not in {tool}'s tool.json")
+            return value
+        if name in ("bytes", "blocks", "bytes_by_function", "blocks_by_function"):
+            kind = tools.KIND_ALIASES.get(ref.args[0])
+            known = ", ".join(report.get("kinds", {})) or "none"
+            if kind is None or kind not in report.get("kinds", {}):
+                raise Unresolved(f"{ref.text}: {tool} tells no kind '{ref.args[0]}' apart (its kinds: {known})")
+            unit = "bytes" if name.startswith("bytes") else "blocks"
+            if name in ("bytes", "blocks"):
+                value = report["kinds"][kind][unit]
+            else:
+                # A function the tool does not list holds none of that kind.
+                value = report.get("by_function", {}).get(kind, {}).get(ref.args[1], {}).get(unit, 0)
+            if value is None:
+                raise Unresolved(f"{ref.text}: {tool} does not count {unit} of '{kind}'")
+            return value
+        raise Unresolved(f"{ref.text}: unknown tool metric (known: {', '.join(self.TOOL_SCALARS)}, "
+                         "bytes(KIND), blocks(KIND), bytes_by_function(KIND, F), blocks_by_function(KIND, F))")
+
+
 def _key(table, name):
     """Option and phase names may have hyphens (hold-ms, after-load), which an
     expression cannot spell: params.hold_ms finds hold-ms."""
@@ -293,6 +335,14 @@ def identity(data):
             data.field("allocator"), data.field("scale", "seed"))
 
 
+def canary_of(data):
+    """True when the run planted a canary (--canary or --canary-thread), False
+    when it did not, None when the start event does not say."""
+    if "canary_bytes" not in data.start and "canary_threads" not in data.start:
+        return None
+    return bool(data.start.get("canary_bytes") or data.start.get("canary_threads"))
+
+
 def compare(run_dir, expected_path):
     """Evaluates every applicable check against the run; writes verdict.json."""
     data = RunData.load(run_dir)
@@ -301,7 +351,7 @@ def compare(run_dir, expected_path):
         exp = expected.load(expected_path)
     except expected.ExpectedFileError as e:
         return _finish(data, Verdict(EXIT_FAILED, [], f"broken expected file: {e}"))
-    checks = exp.applicable(variant, tool, allocator, scale)
+    checks = exp.applicable(variant, tool, allocator, scale, canary_of(data))
     what = f"{data.field('scenario')} variant={variant} tool={tool} allocator={allocator} scale={scale}"
     if data.info.get("runner_status") == EXIT_SKIP or data.exit_code == EXIT_SKIP:
         return _finish(data, Verdict(EXIT_SKIP, [], f"skipped: the scenario exited 77: {_exit_detail(data)}"))
@@ -321,7 +371,11 @@ def compare(run_dir, expected_path):
     if not exit_expected:
         ok = code == 0
         detail = "" if ok else _exit_detail(data)
-        rows.append(Row("exit_code == 0", "== 0", "-" if code is None else str(code),
+        observed = "-" if code is None else str(code)
+        tool_exit = data.info.get("tool_exit")
+        if tool_exit and code == 0:
+            observed += f" ({tool} exited {tool_exit['code']})"
+        rows.append(Row("exit_code == 0", "== 0", observed,
                         "PASS" if ok else "FAIL", detail=detail,
                         raw={"op": "==", "expected_value": 0, "observed_value": code}))
     for err in data.info.get("runner_errors", []):
@@ -357,6 +411,7 @@ def _finish(data, verdict):
         "run_dir": str(data.run_dir),
         "scenario": data.field("scenario"), "variant": data.field("variant"),
         "tool": data.field("tool"), "allocator": data.field("allocator"), "scale": data.field("scale"),
+        "canary": canary_of(data),
         "exit_code": data.exit_code, "result": verdict.code, "message": verdict.message,
         "checks": [{"check": r.check, "expected": r.expected, "observed": r.observed,
                     "verdict": r.verdict, "detail": r.detail, "why": r.why, **r.raw}

@@ -5,9 +5,12 @@
 #   summary = "one line"                 optional
 #   [[check]]                            one per expectation
 #   variant = "leaky"                    required; a string or a list; "any"
-#   tool = "native"                      default native; heapprof, memcheck, any
+#   tool = "native"                      default native; heapprof, memcheck, heapcheck,
+#                                        lsan, asan, tsan, heaptrack, any
 #   allocator = "any"                    default any; glibc, tcmalloc, jemalloc
 #   scale = "any"                        default any; quick, seed
+#   canary = true                        default any: true = only runs with a canary
+#                                        planted (--canary, --canary-thread), false = only without
 #   phase = "steady"                     phase read by bare snapshot names
 #   expect = "threads >= workers + 1"    LEFT OP RIGHT, OP one of >= <= == != > <
 #   why = "..."                          printed when the check does not pass
@@ -32,7 +35,13 @@
 # top_share (0..1), top_bytes, total_bytes, bytes(F), flat_bytes(F),
 # cum_bytes(F); memcheck.KIND_bytes / KIND_blocks (KIND: definitely_lost,
 # indirectly_lost, possibly_lost, still_reachable), error_count,
-# bytes_by_function(KIND, F), blocks_by_function(KIND, F). A hyphen in an
+# bytes_by_function(KIND, F), blocks_by_function(KIND, F); and for every tool
+# alike (tool.json): tool.verdict ("reported" / "not reported"),
+# tool.top_function, tool.reported_bytes, tool.reported_blocks,
+# tool.error_count, tool.exit_code (the process's own), tool.bytes(KIND),
+# tool.blocks(KIND), tool.bytes_by_function(KIND, F),
+# tool.blocks_by_function(KIND, F), with KIND one of definite, indirect,
+# possible, reachable, leaked, in_use, thread (tools.py). A hyphen in an
 # option or phase name is written as an underscore (params.hold_ms).
 
 import ast
@@ -42,13 +51,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOOLS = ("native", "heapprof", "memcheck")
+TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack")
 ALLOCATORS = ("glibc", "tcmalloc", "jemalloc")
 SCALES = ("quick", "seed")
 
 # Keys a [[check]] table may carry; anything else is a typo that would silently
 # widen or narrow what the check applies to, so it is refused.
-CHECK_KEYS = {"variant", "tool", "allocator", "scale", "phase", "expect", "why"}
+CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why"}
 ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options"}
 DRIVER_KEYS = {"on", "run", "send", "variant", "tool", "allocator", "scale"}
 TOP_KEYS = {"summary", "check", "args", "driver"}
@@ -61,6 +70,10 @@ FUNCTIONS = {
     "heapprof.cum_bytes": 1,
     "memcheck.bytes_by_function": 2,
     "memcheck.blocks_by_function": 2,
+    "tool.bytes": 1,
+    "tool.blocks": 1,
+    "tool.bytes_by_function": 2,
+    "tool.blocks_by_function": 2,
 }
 
 OPS = {
@@ -99,7 +112,7 @@ class Ref:
     def is_bytes(self):
         return self.name.endswith("_bytes") or self.name in (
             "heapprof.bytes", "heapprof.flat_bytes", "heapprof.cum_bytes",
-            "memcheck.bytes_by_function")
+            "memcheck.bytes_by_function", "tool.bytes", "tool.bytes_by_function")
 
 
 @dataclass
@@ -112,10 +125,14 @@ class Check:
     phase: str | None = None
     why: str = ""
     index: int = 0
+    canary: bool | None = None   # None: runs with and without a canary
 
-    def applies(self, variant, tool, allocator, scale):
+    def applies(self, variant, tool, allocator, scale, canary=None):
+        # A canary-specific check applies only when the run's canary is known
+        # and the same; an unknown canary (None) matches only "any".
         return (_match(self.variant, variant) and _match(self.tool, tool)
-                and _match(self.allocator, allocator) and _match(self.scale, scale))
+                and _match(self.allocator, allocator) and _match(self.scale, scale)
+                and (self.canary is None or self.canary == canary))
 
     def mentions_exit_code(self):
         return re.search(r"(?<![\w.])exit_code(?![\w.(@])", self.expect) is not None
@@ -157,8 +174,8 @@ class Expected:
     args: list = field(default_factory=list)
     drivers: list = field(default_factory=list)
 
-    def applicable(self, variant, tool, allocator, scale):
-        return [c for c in self.checks if c.applies(variant, tool, allocator, scale)]
+    def applicable(self, variant, tool, allocator, scale, canary=None):
+        return [c for c in self.checks if c.applies(variant, tool, allocator, scale, canary)]
 
     def options_for(self, variant, tool, allocator, scale):
         out = []
@@ -228,10 +245,13 @@ def load(path):
         phase = table.get("phase")
         if phase is not None and not isinstance(phase, str):
             raise ExpectedFileError(f"{where}: 'phase' must be a string")
+        canary = table.get("canary", "any")
+        if canary != "any" and not isinstance(canary, bool):
+            raise ExpectedFileError(f"{where}: 'canary' must be true, false or \"any\"")
         exp.checks.append(Check(
             expect=table["expect"], variant=sel.variant, tool=sel.tool,
             allocator=sel.allocator, scale=sel.scale, phase=phase,
-            why=str(table.get("why", "")), index=i))
+            why=str(table.get("why", "")), index=i, canary=None if canary == "any" else canary))
     for i, table in enumerate(data.get("args", []), 1):
         where = f"{path}: args #{i}"
         _unknown_keys(table, ARGS_KEYS, where)

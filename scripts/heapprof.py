@@ -1,10 +1,33 @@
 """gperftools heap profiler capture: options for the scenario, truncation check, pprof rendering and parsing."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
+
+import tools
+
+NAME = "heapprof"
+TITLE = "gperftools heap profiler"
+ALLOCATORS = ("tcmalloc",)  # the profiler lives in tcmalloc
+CANARY_OPTIONS = ["--canary"]
+LEAK_EXIT_CODES = {}
+# A heap profiler reports no leaks; its verdict here is "reported" when the
+# last phase's profile holds memory charged to the program's own code.
+REPORTED_KINDS = ("in_use",)
+ENV_PPROF = "LEAKLAB_PPROF"
+ENV_TCMALLOC = "LEAKLAB_TCMALLOC"
+# Sites that hold memory at the last phase whatever the scenario did, so they
+# never make the verdict: what each is, for docs/tools.md.
+INFRASTRUCTURE = {
+    "GetHeapProfile": "the profiler's own 1 MiB dump buffer, live while it writes the profile",
+    "ll_buf_printf": "the harness's event line, being formatted while the profile is taken",
+    "allocate_dtv": "glibc's per-thread TLS vector: held by every thread, and by glibc's cache of "
+                    "joined threads' stacks",
+    "_dl_allocate_tls": "glibc's per-thread TLS block (as allocate_dtv)",
+}
 
 # Environment for the profiled scenario (the hook the lead settles). In
 # gperftools' heap-profiler.cc each interval is tested with `> 0` before it
@@ -36,7 +59,8 @@ def scenario_options(heap_dir):
 
 
 def pprof_path():
-    return shutil.which("google-pprof") or shutil.which("pprof")
+    """google-pprof (or pprof) on PATH, or $LEAKLAB_PPROF; None if missing."""
+    return tools.resolve(ENV_PPROF, "google-pprof", "pprof")[0]
 
 
 _COUNTS = r"\s*(\d+):\s*(\d+)\s*\[\s*(\d+):\s*(\d+)\s*\]\s*@"
@@ -122,7 +146,7 @@ _LOCATION = re.compile(r"^(.*?):(\d+|\?+):(.*)$")
 
 def _function_of(location):
     m = _LOCATION.match(location)
-    return m.group(3).strip() if m else location.strip()
+    return tools.source_name(m.group(3) if m else location)
 
 
 def parse_stacks(text):
@@ -161,7 +185,7 @@ def summarize(text_bytes, stacks_text=None):
     # overlap, so the largest stands.
     flat, cum = {}, {}
     for r in parsed["rows"]:
-        name = r["function"].removesuffix(" (inline)")
+        name = tools.source_name(r["function"])
         flat[name] = flat.get(name, 0) + r["flat_bytes"]
         cum[name] = max(cum.get(name, 0), r["cum_bytes"])
     sites = allocation_sites(parse_stacks(stacks_text)) if stacks_text else dict(flat)
@@ -232,3 +256,86 @@ def render(binary, run_dir, profiles):
         else:
             notes.append(f"graphviz 'dot' not found: heap/{stem}.svg skipped")
     return rendered, problems, notes
+
+
+# ---- the runner's tool interface ---------------------------------------------
+
+def binary(spec):
+    return None  # the scenario's tcmalloc binary
+
+
+def unavailable(spec):
+    if not pprof_path():
+        return f"google-pprof not found (apt-get install google-perftools, or set {ENV_PPROF})"
+    lib = os.environ.get(ENV_TCMALLOC)
+    if lib and not Path(lib).is_file():
+        return f"{ENV_TCMALLOC}={lib}: no such file"
+    return None
+
+
+def setup(run_dir):
+    (Path(run_dir) / "heap").mkdir(exist_ok=True)
+
+
+def command(spec, binary_path, run_dir, head, options):
+    env = dict(ENV)
+    lib = os.environ.get(ENV_TCMALLOC)
+    if lib:
+        env["LD_PRELOAD"] = str(Path(lib).resolve())
+    return head + scenario_options(Path(run_dir) / "heap") + list(options), env
+
+
+def versions(spec, binary_path):
+    lib = tools.allocator_info(binary_path, "tcmalloc", os.environ.get(ENV_TCMALLOC))
+    pprof = pprof_path()
+    return {"tool_path": lib["allocator_path"], "tool_version": lib["allocator_version"],
+            "pprof_path": pprof, "pprof_version": tools.first_line([pprof, "--version"]) if pprof else None}
+
+
+def phase_profiles(run_dir):
+    """[(phase, heap profile path)] from the phase events, in order."""
+    profiles = []
+    try:
+        lines = (Path(run_dir) / "events.jsonl").read_text(errors="replace").splitlines()
+    except OSError:
+        return profiles
+    for line in lines:
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict) and ev.get("event") == "phase" and ev.get("heap_profile"):
+            profiles.append((ev.get("phase"), ev["heap_profile"]))
+    return profiles
+
+
+def tool_report(summary, versions_, exit_code=None):
+    """The last phase's parsed profile in tool.json's shape (None: no profile)."""
+    sites = (summary or {}).get("sites") or {}
+    own = {fn: b for fn, b in sites.items() if fn not in INFRASTRUCTURE and b > 0}
+    kinds = {"in_use": {"bytes": sum(own.values()), "blocks": None}}
+    by_function = {"in_use": {fn: {"bytes": b, "blocks": None} for fn, b in own.items()}}
+    return tools.report(NAME, tool_path=versions_["tool_path"], tool_version=versions_["tool_version"],
+                        kinds=kinds, reported_kinds=REPORTED_KINDS, by_function=by_function,
+                        raw=(summary or {}).get("profile"), exit_code=exit_code,
+                        extra={"phase": (summary or {}).get("phase"),
+                               "infrastructure_bytes": {fn: b for fn, b in sites.items() if fn in INFRASTRUCTURE},
+                               "pprof_path": versions_.get("pprof_path")})
+
+
+def postprocess(spec, binary_path, run_dir, info):
+    profiles = phase_profiles(run_dir)
+    errors = []
+    if not profiles and info.get("exit_code") == 0:
+        errors.append("heapprof: no phase event named a heap profile (was --heap-profile ignored?)")
+    rendered, problems, notes = render(binary_path, run_dir, profiles)
+    errors.extend(problems)
+    info["heapprof"] = {"profiles": [p for _, p in profiles], "rendered": rendered}
+    last = None
+    if profiles:
+        stem = Path(profiles[-1][1]).stem
+        if stem in rendered:
+            last = json.loads(Path(rendered[stem]).read_text())
+    if last is None:
+        return None, errors, notes
+    return tool_report(last, versions(spec, binary_path), info.get("process_exit_code")), errors, notes

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
-"""leaklab command line: run a scenario into a run directory, check it against its expected file, list scenarios."""
+"""leaklab command line: run a scenario into a run directory, check it against its expected file, list scenarios,
+run the cross-tool matrix and diff it against a saved baseline."""
 
 import argparse
+import datetime
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import comparer  # noqa: E402
 import expected  # noqa: E402
+import report as report_page  # noqa: E402  (not `report`: that name is the verdict printer below)
+import matrix  # noqa: E402
 import runner  # noqa: E402
 from runner import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE  # noqa: E402
 
@@ -52,7 +57,7 @@ def build_parser():
         p.add_argument("--variant", help="variant to run (default: the scenario's first)")
         p.add_argument("--scale", choices=expected.SCALES, help="scenario defaults (default: seed)")
         p.add_argument("--allocator", choices=expected.ALLOCATORS,
-                       help="malloc to link (default: tcmalloc for heapprof, else glibc)")
+                       help="malloc to link (default: tcmalloc for heapprof and heapcheck, else glibc)")
         p.add_argument("--tool", choices=expected.TOOLS, default="native", help="observer (default: native)")
         p.add_argument("--out", type=Path, default=runner.REPO / "runs", metavar="DIR",
                        help="where run directories go (default: runs/ in the repo)")
@@ -64,6 +69,8 @@ def build_parser():
                        help=f"runner timeout: kill the run after this many seconds (default: {runner.DEFAULT_TIMEOUT_S})")
         p.add_argument("--expected", type=Path, metavar="FILE",
                        help="expected file (default: expected/SCENARIO.toml)")
+        p.add_argument("--report", action="store_true",
+                       help="also write RUN_DIR/report.html, one self-contained page (see: leaklab.py report)")
 
     run_epilog = ("Options after '--' go to the scenario unchanged (e.g. -- --workers 200). "
                   "The run directory is DIR/SCENARIO.VARIANT.TOOL.ALLOCATOR-YYYYmmdd-HHMMSS-PID.")
@@ -77,11 +84,65 @@ def build_parser():
     p.add_argument("run_dir", metavar="RUN_DIR", type=Path)
     p.add_argument("--expected", type=Path, metavar="FILE",
                    help="expected file (default: expected/SCENARIO.toml)")
+    p = sub.add_parser("report", help="write RUN_DIR/report.html: one self-contained page about a run")
+    report_page.add_report_arguments(p)
+    p = sub.add_parser("compare", help="two runs side by side, in the terminal and as a page")
+    report_page.add_compare_arguments(p)
     p = sub.add_parser("list", help="scenarios with an expected file or a built binary")
     p.add_argument("--build-dir", metavar="DIR",
                    help="CMake build dir (default: $LEAKLAB_BUILD_DIR or build/)")
     p.add_argument("--variants", metavar="SCENARIO",
                    help="print only SCENARIO's variants, one per line (for scripts)")
+
+    def matrix_options(p, defaults=True):
+        # With defaults=False (baseline diff) an unset option means "as the baseline was made".
+        p.add_argument("--scale", choices=expected.SCALES, default="quick" if defaults else None,
+                       help="scale of every cell, before each tool's [[args]] (default: quick"
+                            + ("" if defaults else "; diff: the baseline's") + ")")
+        p.add_argument("--tools", metavar="A,B", help=f"tools (columns; default: {','.join(matrix.MATRIX_TOOLS)}"
+                       + ("" if defaults else "; diff: the baseline's") + ")")
+        p.add_argument("--scenarios", metavar="X,Y", help="scenarios (rows; default: every scenario with an "
+                       "expected file and a built binary" + ("" if defaults else "; diff: the baseline's") + ")")
+        p.add_argument("--out", type=Path, metavar="DIR",
+                       help="where matrix.json, matrix.md and the cells' run directories go "
+                            "(default: runs/matrix-YYYYmmdd-HHMMSS)")
+        p.add_argument("--build-dir", metavar="DIR",
+                       help="CMake build dir (default: $LEAKLAB_BUILD_DIR or build/)")
+        p.add_argument("--timeout", metavar="SEC", type=positive("s", 1, 86400), default=900,
+                       help="runner timeout of each cell (default: 900)")
+
+    tool_env = ("tool binaries: LEAKLAB_VALGRIND, LEAKLAB_HEAPTRACK, LEAKLAB_HEAPTRACK_PRINT, LEAKLAB_PPROF, "
+                "LEAKLAB_TCMALLOC (a libtcmalloc.so to preload), LEAKLAB_SANITIZER_BUILD_DIR (where "
+                "NAME-lsan/-asan/-tsan are); see docs/tools.md")
+    p = sub.add_parser("matrix", help="every scenario x variant x tool, canaries included: table, matrix.json, matrix.md",
+                       epilog="exit codes: 0 every cell as expected and every canary flagged, 1 a cell differs "
+                              "or a canary was missed, 77 a tool is missing (its cells skipped), 99 a harness "
+                              "failure. " + tool_env)
+    matrix_options(p)
+    p = sub.add_parser("baseline", help="save a matrix as a baseline, or rerun it and print what changed")
+    bsub = p.add_subparsers(dest="baseline_command", required=True, metavar="save|diff", parser_class=Parser)
+    b = bsub.add_parser("save", help="run the matrix (or take --from) and store it as baselines/NAME.json",
+                        epilog=tool_env)
+    b.add_argument("name", metavar="NAME")
+    b.add_argument("--from", dest="from_json", type=Path, metavar="MATRIX_JSON",
+                   help="save this matrix.json instead of running one")
+    b.add_argument("--dir", type=Path, metavar="DIR", help="baselines folder (default: baselines/ in the repo)")
+    b.add_argument("--tolerance", type=positive("", 0, 10), default=matrix.DEFAULT_TOLERANCE,
+                   help=f"relative change of a kind's bytes that counts (default {matrix.DEFAULT_TOLERANCE})")
+    b.add_argument("--floor", type=positive("", 0, 10), default=matrix.DEFAULT_FLOOR,
+                   help="...and the change must also exceed this fraction of the row's payload_bytes "
+                        f"(default {matrix.DEFAULT_FLOOR})")
+    matrix_options(b)
+    b = bsub.add_parser("diff", help="rerun the baseline's matrix and print only what changed (exit 1 on a change)",
+                        epilog="exit codes: 0 nothing changed, 1 a change, 77 cells could not be compared "
+                               "(skipped), 2 bad usage, 99 harness failure. " + tool_env)
+    b.add_argument("name", metavar="NAME")
+    b.add_argument("--against", type=Path, metavar="MATRIX_JSON",
+                   help="diff this matrix.json instead of running the matrix again")
+    b.add_argument("--dir", type=Path, metavar="DIR", help="baselines folder (default: baselines/ in the repo)")
+    b.add_argument("--tolerance", type=positive("", 0, 10), help="override the baseline's relative tolerance")
+    b.add_argument("--floor", type=positive("", 0, 10), help="override the baseline's payload floor")
+    matrix_options(b, defaults=False)
     return top
 
 
@@ -133,7 +194,7 @@ def make_spec(args, scenario_options):
     if args.scenario not in known:
         listed = ", ".join(known) if known else f"none found (no expected/*.toml, nothing built in {build_dir})"
         raise runner.UsageError(f"unknown scenario '{args.scenario}'; known: {listed}")
-    allocator = args.allocator or ("tcmalloc" if args.tool == "heapprof" else "glibc")
+    allocator = args.allocator or runner.default_allocator(args.tool)
     exp_path = args.expected or EXPECTED_DIR / f"{args.scenario}.toml"
     exp = None
     if args.expected or exp_path.exists():
@@ -170,7 +231,8 @@ def cmd_run(args, scenario_options, check=False):
             return fail(EXIT_FAILED, f"no expectations for {args.scenario}: {exp_path} does not exist")
         if variant is not None:
             sel = (variant, spec.tool, spec.allocator, args.scale or "seed")
-            if not exp.applicable(*sel):
+            canary = any(o in ("--canary", "--canary-thread") for o in spec.options)
+            if not exp.applicable(*sel, canary=canary):
                 return fail(EXIT_FAILED, f"no expectations for {args.scenario} variant={sel[0]} tool={sel[1]} "
                                          f"allocator={sel[2]} scale={sel[3]} in {exp_path}")
     run_dir, info = runner.execute(spec, announce=lambda d: print(f"run dir: {d}", flush=True))
@@ -189,9 +251,18 @@ def cmd_run(args, scenario_options, check=False):
             print(f"leaklab: the scenario exited {code}"
                   f"{' (' + info['signal'] + ')' if info.get('signal') else ''}; see stderr.txt", file=sys.stderr)
             code = EXIT_SYSTEM
+        write_page(args, run_dir)
         print(f"exit {code}: {EXIT_MEANING[code]}")
         return code
-    return report(comparer.compare(run_dir, exp_path))
+    code = report(comparer.compare(run_dir, exp_path))
+    write_page(args, run_dir)
+    return code
+
+
+def write_page(args, run_dir):
+    """--report: the run's page, after the verdict (a plain run gets its verdict computed)."""
+    if args.report:
+        print(f"report: {report_page.write_report(run_dir)}", flush=True)
 
 
 def report(verdict):
@@ -256,6 +327,107 @@ def cmd_list(args):
     return EXIT_OK
 
 
+def _split(text, known, what):
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    bad = [x for x in items if x not in known]
+    if bad or not items:
+        raise runner.UsageError(f"--{what}: unknown {', '.join(bad) or '(empty)'}; accepted: {', '.join(known)}")
+    return list(dict.fromkeys(items))
+
+
+def matrix_plan(args, scale=None, tools_=None, scenarios=None):
+    """(scenarios, {scenario: variants}, tools, scale, build dir) from the options."""
+    build_dir = runner.resolve_build_dir(args.build_dir)
+    built = runner.built_scenarios(build_dir)
+    with_expected = [n for n in known_scenarios(build_dir) if (EXPECTED_DIR / f"{n}.toml").exists()]
+    candidates = [n for n in with_expected if n in built]
+    if args.scenarios:
+        names = _split(args.scenarios, with_expected, "scenarios")
+    elif scenarios:
+        names = list(scenarios)
+    else:
+        names = candidates
+    if not names:
+        raise runner.SystemFailure(f"no scenario to run: nothing built in {build_dir} "
+                                   "(build first: ./leaklab test or cmake --build build)")
+    variants = {}
+    for name in names:
+        binary = runner.binary_path(build_dir, name, "glibc")
+        found = scenario_help(binary).get("variants") if binary.exists() else None
+        if not found:
+            raise runner.SystemFailure(f"cannot read the variants of {name} from {binary} --help: "
+                                       "build first: ./leaklab test or cmake --build build")
+        variants[name] = found
+    chosen = _split(args.tools, matrix.MATRIX_TOOLS, "tools") if args.tools else list(tools_ or matrix.MATRIX_TOOLS)
+    return names, variants, chosen, args.scale or scale or "quick", build_dir
+
+
+def run_matrix(args, scale=None, tools_=None, scenarios=None):
+    names, variants, chosen, scale, build_dir = matrix_plan(args, scale, tools_, scenarios)
+    out = args.out or runner.REPO / "runs" / f"matrix-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"matrix: {', '.join(names)} x {', '.join(chosen)} at --scale {scale}; run dirs in {out}", flush=True)
+    doc = matrix.run_matrix(names, variants, chosen, scale=scale, build_dir=build_dir, out=out,
+                            expected_dir=EXPECTED_DIR, timeout_s=args.timeout,
+                            progress=lambda line: print(line, flush=True))
+    json_path, md_path = matrix.write(doc, out)
+    print()
+    print(matrix.table(doc))
+    print(f"\nwrote {json_path} and {md_path}")
+    return doc
+
+
+def cmd_matrix(args):
+    doc = run_matrix(args)
+    code = matrix.exit_code(doc)
+    print(f"exit {code}: {EXIT_MEANING[code]}")
+    return code
+
+
+def _load_json(path, what):
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise runner.UsageError(f"{what}: cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise runner.UsageError(f"{what}: {path} is not JSON: {e}") from None
+
+
+def cmd_baseline(args):
+    path = matrix.baseline_path(args.name, args.dir)
+    if args.baseline_command == "save":
+        doc = _load_json(args.from_json, "--from") if args.from_json else run_matrix(args)
+        code = matrix.exit_code(doc)
+        if code == EXIT_SYSTEM:
+            return fail(EXIT_SYSTEM, "not saved: some cells hit a harness failure (see above)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(matrix.to_baseline(doc, args.name, args.tolerance, args.floor), indent=1) + "\n")
+        print(f"saved baseline {args.name}: {path} ({len(doc['cells'])} cells)")
+        if code != EXIT_OK:
+            print(f"note: this matrix does not match the expected files everywhere (exit {code}); "
+                  "the baseline records it as it is")
+        return EXIT_OK
+    if not path.is_file():
+        raise runner.UsageError(f"no baseline '{args.name}' ({path} does not exist): "
+                                f"make one with: leaklab.py baseline save {args.name}")
+    baseline = _load_json(path, "baseline")
+    if args.against:
+        doc = _load_json(args.against, "--against")
+    else:
+        doc = run_matrix(args, scale=baseline.get("scale"), tools_=baseline.get("tools"),
+                         scenarios=baseline.get("scenarios"))
+        print()
+    changes, infos = matrix.diff(baseline, doc, args.tolerance, args.floor)
+    print(f"diff against baseline {args.name} ({path}):")
+    print(matrix.diff_text(changes, infos))
+    if changes:
+        return EXIT_FAILED
+    if any(c.get("status") == "skipped" for c in doc["cells"]):
+        return EXIT_SKIP
+    return EXIT_OK
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     scenario_options = []
@@ -272,6 +444,14 @@ def main(argv=None):
             return cmd_run(args, scenario_options, check=True)
         if args.command == "compare-only":
             return cmd_compare_only(args)
+        if args.command == "report":
+            return report_page.cmd_report(args)
+        if args.command == "compare":
+            return report_page.cmd_compare(args)
+        if args.command == "matrix":
+            return cmd_matrix(args)
+        if args.command == "baseline":
+            return cmd_baseline(args)
         return cmd_list(args)
     except runner.Skip as e:
         print(f"SKIP: {e}")

@@ -1,9 +1,26 @@
 """Valgrind memcheck capture: the valgrind command line, and its XML report parsed into memcheck.json."""
 
+import json
 import re
-import shutil
 import subprocess
 import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import tools
+
+NAME = "memcheck"
+TITLE = "Valgrind memcheck"
+ALLOCATORS = ("glibc",)  # valgrind replaces malloc itself
+CANARY_OPTIONS = ["--canary"]
+LEAK_EXIT_CODES = {}  # no --error-exitcode: valgrind passes the program's exit code through
+# What memcheck shows by default (--show-leak-kinds=definite,possible): still
+# reachable blocks are counted in the summary but hidden, and indirectly lost
+# ones are shown only with the definitely lost block that holds them.
+REPORTED_KINDS = ("definite", "possible")
+ENV_VALGRIND = "LEAKLAB_VALGRIND"
+# memcheck.json's kind names -> tool.json's.
+TOOL_KINDS = {"definitely_lost": "definite", "indirectly_lost": "indirect",
+              "possibly_lost": "possible", "still_reachable": "reachable"}
 
 KINDS = {
     "Leak_DefinitelyLost": "definitely_lost",
@@ -37,13 +54,17 @@ THREAD_OPTIONS = ("--workers", "--threads", "--connections", "--clients", "--ses
 
 
 def valgrind_path():
-    return shutil.which("valgrind")
+    """valgrind on PATH, or $LEAKLAB_VALGRIND (a fresh build, or a wrapper); None if missing."""
+    return tools.resolve(ENV_VALGRIND, "valgrind")[0]
 
 
 def valgrind_version():
+    path = valgrind_path()
+    if not path:
+        return None
     try:
-        return subprocess.run(["valgrind", "--version"], capture_output=True, text=True,
-                              timeout=30).stdout.strip()
+        return subprocess.run([path, "--version"], capture_output=True, text=True,
+                              timeout=30).stdout.strip() or None
     except (OSError, subprocess.TimeoutExpired):
         return None
 
@@ -87,7 +108,7 @@ def _charged_function(stack):
             continue
         if fn in ALLOC_FUNCTIONS or fn.startswith(("vg_replace_", "_vgr")):
             continue
-        return fn
+        return tools.source_name(fn)
     return "?"
 
 
@@ -132,3 +153,53 @@ def parse_xml(path):
         "error_count": sum(errors.values()),
         "finished": "FINISHED" in states,
     }
+
+
+# ---- the runner's tool interface ---------------------------------------------
+
+def binary(spec):
+    return None  # the scenario's glibc binary
+
+
+def unavailable(spec):
+    if valgrind_path():
+        return None
+    why = tools.resolve(ENV_VALGRIND, "valgrind")[1] or "valgrind not found"
+    return f"{why} (apt-get install valgrind)"
+
+
+def command(spec, binary_path, run_dir, head, options):
+    return valgrind_argv(run_dir, max_threads_for(options)) + head + list(options), {}
+
+
+def versions(spec, binary_path):
+    return {"tool_path": valgrind_path(), "tool_version": valgrind_version()}
+
+
+def tool_report(report, versions_, exit_code=None):
+    """memcheck.json's report in tool.json's shape."""
+    kinds = {TOOL_KINDS[k]: dict(v) for k, v in report["kinds"].items()}
+    by_function = {TOOL_KINDS[k]: {fn: dict(v) for fn, v in fns.items()}
+                   for k, fns in report["by_function"].items()}
+    return tools.report(NAME, tool_path=versions_["tool_path"], tool_version=versions_["tool_version"],
+                        kinds=kinds, reported_kinds=REPORTED_KINDS, by_function=by_function,
+                        raw="memcheck.xml", errors=report.get("errors"), exit_code=exit_code)
+
+
+def postprocess(spec, binary_path, run_dir, info):
+    run_dir = Path(run_dir)
+    errors, notes = [], []
+    log = run_dir / "memcheck.log"
+    log_text = log.read_text(errors="replace") if log.exists() else ""
+    if "--max-threads" in log_text:
+        errors.append("valgrind ran out of thread slots: raise --max-threads "
+                      "(pass a smaller --workers after --, or see memcheck.log)")
+    try:
+        report = parse_xml(run_dir / "memcheck.xml")
+    except (ValueError, OSError) as e:
+        errors.append(f"memcheck: {e}")
+        return None, errors, notes
+    if not report["finished"]:
+        errors.append("memcheck: valgrind did not finish (no FINISHED status in memcheck.xml)")
+    (run_dir / "memcheck.json").write_text(json.dumps(report, indent=1) + "\n")
+    return tool_report(report, versions(spec, binary_path), info.get("process_exit_code")), errors, notes

@@ -15,9 +15,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asan
+import heapcheck
 import heapprof
+import heaptrack
+import lsan
 import memcheck
 import timeline
+import tools
+import tsan
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIP, EXIT_SYSTEM = 0, 1, 2, 77, 99
 
@@ -47,6 +53,43 @@ class SystemFailure(Outcome):
 
 class Terminated(BaseException):
     """SIGTERM/SIGHUP to the runner: unwinds like Ctrl-C so cleanup runs."""
+
+
+# ---- tools ------------------------------------------------------------------
+# Each tool is a module with the same interface (see memcheck.py):
+#   NAME, TITLE, ALLOCATORS        which builds it runs on (the first is its default)
+#   CANARY_OPTIONS                 scenario options that plant what the tool must report
+#   LEAK_EXIT_CODES                {code: meaning}: the tool's own "leaks found" exit
+#                                  code, data (not a scenario failure) when the
+#                                  scenario's end event says it ran as designed
+#   REPORTED_KINDS                 the leak kinds the tool shows by default (its verdict)
+#   binary(spec)                   its own binary (sanitizers: NAME-lsan ...) or None
+#   unavailable(spec)              why it cannot run here (-> skip, 77), or None
+#   setup(run_dir)                 optional: folders it writes into
+#   command(spec, binary, run_dir, head, options) -> (argv, env)
+#   versions(spec, binary)         {"tool_path", "tool_version", ...}
+#   postprocess(spec, binary, run_dir, info) -> (tool.json dict or None, errors, notes)
+TOOL_MODULES = {m.NAME: m for m in (heapprof, memcheck, heapcheck, lsan, asan, tsan, heaptrack)}
+# Why a tool needs the allocator it needs (the usage error says it).
+ALLOCATOR_WHY = {
+    "heapprof": "the gperftools heap profiler lives in tcmalloc",
+    "heapcheck": "the gperftools heap checker lives in tcmalloc",
+    "memcheck": "valgrind replaces malloc itself",
+    "heaptrack": "leaklab measures heaptrack over glibc malloc",
+    "lsan": "the sanitizer brings its own allocator; NAME-lsan is built once",
+    "asan": "the sanitizer brings its own allocator; NAME-asan is built once",
+    "tsan": "the sanitizer brings its own allocator; NAME-tsan is built once",
+}
+
+
+def default_allocator(tool):
+    module = TOOL_MODULES.get(tool)
+    return module.ALLOCATORS[0] if module else "glibc"
+
+
+def canary_options(tool):
+    module = TOOL_MODULES.get(tool)
+    return list(module.CANARY_OPTIONS) if module else ["--canary"]
 
 
 @dataclass
@@ -164,10 +207,25 @@ def compiler_version(build_dir):
     return _first_line([cc, "--version"])
 
 
-def tool_versions(spec, used):
-    versions = {"compiler": compiler_version(spec.build_dir), "kernel": platform.release(),
+def tool_versions(spec, used, binary=None):
+    """What a run was measured with: compiler (of the binary itself, from its
+    ELF .comment), allocator and its version, the tool's path and version."""
+    versions = {"compiler": (tools.compiler_of(binary) if binary else None) or compiler_version(spec.build_dir),
+                "kernel": platform.release(),
                 "glibc": os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None,
                 "python": platform.python_version()}
+    if binary:
+        versions.update(tools.allocator_info(binary, spec.allocator,
+                                             os.environ.get(heapprof.ENV_TCMALLOC)
+                                             if spec.allocator == "tcmalloc" else None))
+    module = TOOL_MODULES.get(spec.tool)
+    if module:
+        v = module.versions(spec, binary)
+        versions["tool"] = spec.tool
+        versions.update({k: v[k] for k in v if k in ("tool_path", "tool_version", "compiler_path")})
+        if "allocator" in v:  # a sanitizer's own allocator replaces malloc
+            versions["allocator"], versions["allocator_version"] = v["allocator"], v["allocator_version"]
+            versions.pop("allocator_path", None)
     if "google-pprof" in used:
         versions["google-pprof"] = _first_line([heapprof.pprof_path(), "--version"])
     if "valgrind" in used:
@@ -319,35 +377,38 @@ class Driver:
 def prepare(spec):
     """Checks prerequisites; returns (binary, argv, extra env, run dir to create).
     Raises Skip / SystemFailure / UsageError."""
-    if spec.tool == "heapprof" and spec.allocator != "tcmalloc":
-        raise UsageError(f"--tool heapprof needs --allocator tcmalloc (got '{spec.allocator}'): "
-                         "the gperftools heap profiler lives in tcmalloc")
-    if spec.tool == "memcheck" and spec.allocator != "glibc":
-        raise UsageError(f"--tool memcheck needs --allocator glibc (got '{spec.allocator}'): "
-                         "valgrind replaces malloc itself")
-    binary = find_binary(spec)
-    if spec.tool == "heapprof" and not heapprof.pprof_path():
-        raise Skip("google-pprof not found (apt-get install google-perftools)")
-    if spec.tool == "memcheck" and not memcheck.valgrind_path():
-        raise Skip("valgrind not found (apt-get install valgrind)")
+    module = TOOL_MODULES.get(spec.tool)
+    if spec.tool != "native" and module is None:
+        raise UsageError(f"--tool: unknown tool '{spec.tool}'; accepted: native, {', '.join(TOOL_MODULES)}")
+    if module and spec.allocator not in module.ALLOCATORS:
+        raise UsageError(f"--tool {spec.tool} needs --allocator {' or '.join(module.ALLOCATORS)} "
+                         f"(got '{spec.allocator}'): {ALLOCATOR_WHY.get(spec.tool, '')}".rstrip(": "))
+    own = module.binary(spec) if module else None
+    if own is not None:
+        why = module.unavailable(spec)
+        if why:
+            raise Skip(f"{spec.tool}: {why}")
+        binary = Path(own)
+    else:
+        binary = find_binary(spec)
+        why = module.unavailable(spec) if module else None
+        if why:
+            raise Skip(f"{spec.tool}: {why}")
     run_dir = (Path(spec.out) / run_dir_name(spec)).resolve()
     n = 1
     while run_dir.exists():  # two runs by one process within a second
         n += 1
         run_dir = run_dir.with_name(f"{run_dir_name(spec)}.{n}")
-    argv = [str(binary)]
+    head = [str(binary)]
     if spec.variant:
-        argv += ["--variant", spec.variant]
+        head += ["--variant", spec.variant]
     if spec.scale:
-        argv += ["--scale", spec.scale]
-    argv += ["--events", str(run_dir / "events.jsonl")]
-    env = {}
-    if spec.tool == "heapprof":
-        argv += heapprof.scenario_options(run_dir / "heap")
-        env.update(heapprof.ENV)
-    argv += list(spec.options)
-    if spec.tool == "memcheck":
-        argv = memcheck.valgrind_argv(run_dir, memcheck.max_threads_for(spec.options)) + argv
+        head += ["--scale", spec.scale]
+    head += ["--events", str(run_dir / "events.jsonl")]
+    if module:
+        argv, env = module.command(spec, binary, run_dir, head, list(spec.options))
+    else:
+        argv, env = head + list(spec.options), {}
     return binary, argv, env, run_dir
 
 
@@ -366,8 +427,9 @@ def execute(spec, announce=None):
     info['runner_status'] = 99 with the reasons in info['runner_errors']."""
     binary, argv, env, run_dir = prepare(spec)
     run_dir.mkdir(parents=True, exist_ok=False)
-    if spec.tool == "heapprof":
-        (run_dir / "heap").mkdir()
+    module = TOOL_MODULES.get(spec.tool)
+    if module and hasattr(module, "setup"):
+        module.setup(run_dir)
     (run_dir / "command.txt").write_text(command_text(argv, env, run_dir, spec.drivers))
     if announce:
         announce(run_dir)
@@ -396,8 +458,16 @@ def execute(spec, announce=None):
                                 stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
                                 start_new_session=True, preexec_fn=_die_with_runner)
         driver = Driver(spec.drivers, run_dir, spec.build_dir, proc.stdin)
+
+        def on_event(ev, driver=driver):
+            # A tool that runs the scenario as its child (heaptrack's script)
+            # would have the timeline sample the wrapper: the start event
+            # names the scenario's own PID, so sample that from then on.
+            if ev.get("event") == "start" and isinstance(ev.get("pid"), int) and sampler is not None:
+                sampler.pid = ev["pid"]
+            driver.on_event(ev)
         sampler = timeline.Sampler(proc.pid, run_dir / "events.jsonl", run_dir,
-                                   spec.interval_ms / 1000.0, t0, driver.on_event)
+                                   spec.interval_ms / 1000.0, t0, on_event)
         sampler.start()
         deadline = t0 + spec.timeout_s
         while True:
@@ -453,6 +523,7 @@ def execute(spec, announce=None):
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
     info.update({
         "exit_code": code,
+        "process_exit_code": code,
         "wall_s": round(wall, 3),
         "child_user_s": round(rusage.ru_utime, 3) if rusage else None,
         "child_sys_s": round(rusage.ru_stime, 3) if rusage else None,
@@ -467,10 +538,10 @@ def execute(spec, announce=None):
         info["driver"] = driver.log
     if raise_after is None:
         _postprocess(spec, binary, run_dir, info)
-    used = {"native": set(), "heapprof": {"google-pprof"}, "memcheck": {"valgrind"}}[spec.tool]
+    used = {"heapprof": {"google-pprof"}, "memcheck": {"valgrind"}}.get(spec.tool, set())
     if "timeline.svg" in os.listdir(run_dir) or (run_dir / "timeline.gp").exists():
         used.add("gnuplot")
-    info["versions"] = tool_versions(spec, used)
+    info["versions"] = tool_versions(spec, used, binary)
     if errors:
         info["runner_status"] = EXIT_SYSTEM
     (run_dir / "run.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -483,11 +554,38 @@ def _raise_terminated(signum, frame):
     raise Terminated()
 
 
+def _tool_exit(spec, module, info, end, doc):
+    """A tool's own "leaks found" exit code is data, not a scenario failure,
+    when the scenario's end event says it ran as designed: exit_code becomes
+    the scenario's 0, process_exit_code keeps what the process returned, and
+    the report must agree with the code (a report that went missing while
+    the tool still said "leaks" is a harness failure, not a clean run)."""
+    code = info.get("process_exit_code")
+    codes = module.LEAK_EXIT_CODES
+    said = code in codes and bool(end) and end.get("status") == 0
+    if said:
+        info["exit_code"] = 0
+        info["tool_exit"] = {"code": code, "meaning": codes[code]}
+        info["notes"].append(f"{spec.tool} exited {code}: {codes[code]} (data, see tool.json); "
+                             "the scenario itself ran as designed")
+    if doc is None or not codes:
+        return
+    found = doc["verdict"] == tools.REPORTED or doc.get("error_count", 0) > 0
+    if said and not found:
+        info["runner_errors"].append(
+            f"{spec.tool} exited {code} ({codes[code]}) but its report "
+            f"({doc.get('raw') or 'none was written'}) lists nothing: the report went missing or was not parsed")
+    elif found and not said and code == 0 and end and end.get("status") == 0:
+        info["runner_errors"].append(
+            f"{spec.tool}'s report lists findings but it exited 0, not {' or '.join(map(str, codes))}: "
+            "was its exit code overridden?")
+
+
 def _postprocess(spec, binary, run_dir, info):
     """After the process group is gone: fill in what the start event knows,
     render tool output, draw the timeline."""
     errors, notes = info["runner_errors"], info["notes"]
-    start, phases = {}, []
+    start, end = {}, None
     try:
         for line in (run_dir / "events.jsonl").read_text().splitlines():
             try:
@@ -496,36 +594,21 @@ def _postprocess(spec, binary, run_dir, info):
                 continue
             if ev.get("event") == "start":
                 start = ev
-            elif ev.get("event") == "phase":
-                phases.append(ev)
+            elif ev.get("event") == "end":
+                end = ev
     except OSError:
         notes.append("no events.jsonl: the scenario wrote no events")
     for key in ("variant", "scale"):
         if start.get(key):
             info[key] = start[key]  # what actually ran, even if defaulted
-    if spec.tool == "heapprof":
-        profiles = [(ev.get("phase"), ev["heap_profile"]) for ev in phases if ev.get("heap_profile")]
-        if not profiles and info["exit_code"] == 0:
-            errors.append("heapprof: no phase event named a heap profile (was --heap-profile ignored?)")
-        rendered, problems, hp_notes = heapprof.render(binary, run_dir, profiles)
+    module = TOOL_MODULES.get(spec.tool)
+    if module:
+        doc, problems, tool_notes = module.postprocess(spec, binary, run_dir, info)
         errors.extend(problems)
-        notes.extend(hp_notes)
-        info["heapprof"] = {"profiles": [p for _, p in profiles], "rendered": rendered}
-    if spec.tool == "memcheck":
-        xml = run_dir / "memcheck.xml"
-        log = run_dir / "memcheck.log"
-        log_text = log.read_text(errors="replace") if log.exists() else ""
-        if "--max-threads" in log_text:
-            errors.append("valgrind ran out of thread slots: raise --max-threads "
-                          "(pass a smaller --workers after --, or see memcheck.log)")
-        try:
-            report = memcheck.parse_xml(xml)
-        except (ValueError, OSError) as e:
-            errors.append(f"memcheck: {e}")
-        else:
-            if not report["finished"]:
-                errors.append("memcheck: valgrind did not finish (no FINISHED status in memcheck.xml)")
-            (run_dir / "memcheck.json").write_text(json.dumps(report, indent=1) + "\n")
+        notes.extend(tool_notes)
+        _tool_exit(spec, module, info, end, doc)
+        if doc is not None:
+            tools.write(run_dir, doc)
     title = (f"{spec.scenario} {info.get('variant') or ''} ({spec.tool}, {spec.allocator}, "
              f"{info.get('scale') or 'seed'} scale)")
     note = timeline.draw_svg(run_dir, title)
@@ -546,9 +629,18 @@ DESCRIPTIONS = [
     (r"timeline\.gp", "the gnuplot program that draws timeline.svg"),
     (r"timeline\.svg", "plot: RSS, heap in use and threads over time, phases marked"),
     (r"verdict\.json", "the comparer's verdict per check"),
+    (r"report\.html", "the run's report: one self-contained page (./leaklab report RUN_DIR)"),
     (r"memcheck\.xml", "valgrind memcheck's full XML report"),
     (r"memcheck\.log", "valgrind's own messages"),
     (r"memcheck\.json", "memcheck leak summary: bytes/blocks per kind and per function"),
+    (r"tool\.json", "the tool's report in the one shape every tool shares: verdict, kinds, top function, version"),
+    (r"lsan\.\d+", "LeakSanitizer's report (log_path), raw"),
+    (r"asan\.\d+", "AddressSanitizer's report (log_path), raw"),
+    (r"tsan\.\d+", "ThreadSanitizer's report (log_path), raw"),
+    (r"heaptrack\.(zst|gz)", "heaptrack's data file (heaptrack --analyze FILE, or heaptrack_print -f FILE)"),
+    (r"heaptrack\.txt", "heaptrack_print's report: peaks, allocators, leaks, totals"),
+    (r"heaptrack\.leaked\.txt", "heaptrack_print -F, leaked bytes per stack (exact; flamegraph format)"),
+    (r"heapcheck/.*", "a heap dump the gperftools heap checker wrote (its pprof hint names it)"),
     (r"driver-\d+\.txt", "output of a driver step (helper program)"),
     (r"heap/periodic\..*", "heap profile gperftools wrote on its own (at exit); not checked"),
     (r"heap/.*\.heap", "gperftools heap profile of a phase, raw (google-pprof BINARY FILE)"),

@@ -246,3 +246,15 @@ class MemcheckParsing(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class SourceNames(unittest.TestCase):
+    """An expect line names the source function, whatever GCC cloned it into."""
+
+    def test_clone_suffixes_and_inline_marks_are_dropped(self):
+        import tools
+        for symbol, name in [("fill_buffer.isra.0", "fill_buffer"), ("start_workers.constprop.0", "start_workers"),
+                             ("f.part.0", "f"), ("f.cold", "f"), ("f.constprop.0.isra.0", "f"),
+                             ("ll_xrealloc (inline)", "ll_xrealloc"), ("fill_buffer", "fill_buffer"),
+                             ("std::vector<int>::push_back(int const&)", "std::vector<int>::push_back(int const&)")]:
+            self.assertEqual(tools.source_name(symbol), name)
