@@ -45,15 +45,15 @@ hostile-input verdicts), 2 bad usage, 99 system failure or survivors.
 """
 
 import argparse
-import ctypes
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SYSTEM = 0, 1, 2, 99
 REPO = Path(__file__).resolve().parent.parent
@@ -68,50 +68,16 @@ class DriveError(Exception):
 
 # ---- processes --------------------------------------------------------------
 
-def _die_with_parent():
-    # Before exec in the child: if this process is killed outright, the kernel
-    # kills the child too, so no gateway with 6,000 threads outlives us.
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def group_members(pgid):
-    """Live (non-zombie) PIDs of process group `pgid`, from /proc."""
-    live = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode("ascii", "replace")
-        except OSError:
-            continue
-        fields = stat[stat.rfind(")") + 2:].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            live.append(int(entry))
-    return live
-
-
 def kill_group(proc):
     """SIGKILL to proc's whole group, reap proc; returns PIDs still alive after REAP_WAIT_S."""
     if proc is None:
         return []
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    left = runner.kill_group(proc.pid)
     try:
         proc.wait(timeout=REAP_WAIT_S)
     except subprocess.TimeoutExpired:
         pass
-    end = time.monotonic() + REAP_WAIT_S
-    while True:
-        left = group_members(proc.pid)
-        if not left or time.monotonic() > end:
-            return left
-        time.sleep(POLL_S)
+    return left
 
 
 # ---- events -----------------------------------------------------------------
@@ -188,7 +154,7 @@ def drive(gateway, events_path, build_dir, run_dir, *, timeout_s=300.0, hostile=
             out.write("# " + " ".join(argv) + "\n")
             out.flush()
             client = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True, preexec_fn=_die_with_parent)
+                                      start_new_session=True, preexec_fn=runner.die_with_parent)
             try:
                 code = client.wait(timeout=client_timeout + CLIENT_GRACE_S)
             except subprocess.TimeoutExpired:
@@ -241,7 +207,7 @@ def one_run(args, run_dir):
     t0 = time.monotonic()
     with open(run_dir / "stdout.txt", "wb") as out, open(run_dir / "stderr.txt", "wb") as err:
         gw = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=err,
-                              start_new_session=True, preexec_fn=_die_with_parent)
+                              start_new_session=True, preexec_fn=runner.die_with_parent)
     survivors = []
     try:
         result = drive(gw, events, args.build_dir, run_dir, timeout_s=args.timeout, hostile=args.hostile)

@@ -282,6 +282,11 @@ def kill_group(pgid, grace_s=0.0):
         time.sleep(0.05)
 
 
+def live_group_members(pgid):
+    """Live (non-zombie) PIDs of process group `pgid`."""
+    return _live(group_members(pgid))
+
+
 def _live(pids):
     """PIDs not yet zombies: a zombie holds no memory and no threads."""
     live = []
@@ -299,7 +304,7 @@ def _live(pids):
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_runner():
+def die_with_parent():
     # In the child before exec: if the runner is killed outright (SIGKILL,
     # a CTest timeout), the kernel kills the scenario too, so no 10,000-thread
     # process outlives its runner.
@@ -354,7 +359,7 @@ class Driver:
                     # which setpgid refuses); the runner kills it at the end.
                     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True,
-                                            preexec_fn=_die_with_runner)
+                                            preexec_fn=die_with_parent)
                     self.procs.append(proc)
                     code = proc.wait()
                 if code != 0:
@@ -456,7 +461,7 @@ def execute(spec, announce=None):
     try:
         proc = subprocess.Popen(argv, cwd=run_dir, env={**os.environ, **env},
                                 stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
-                                start_new_session=True, preexec_fn=_die_with_runner)
+                                start_new_session=True, preexec_fn=die_with_parent)
         driver = Driver(spec.drivers, run_dir, spec.build_dir, proc.stdin)
 
         def on_event(ev, driver=driver):

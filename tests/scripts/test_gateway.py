@@ -12,6 +12,7 @@ from pathlib import Path
 
 import fakes  # noqa: F401  (puts scripts/ on sys.path)
 import gateway
+import runner
 
 # A stand-in for rw_gateway: events like the harness's, then waits for the
 # driver's word on stdin and records it. FAKE_GW_MODE=die ends before listening.
@@ -100,7 +101,7 @@ class Drive(unittest.TestCase):
         finally:
             del os.environ["FAKE_CLIENT_EXIT"]
         self.assertIsNotNone(gw.poll(), "the gateway was left running")
-        self.assertEqual(gateway.group_members(gw.pid), [])
+        self.assertEqual(runner.live_group_members(gw.pid), [])
         self.assertEqual(self.events_named("word"), [])  # load-done was never said
 
     def test_a_gateway_that_ends_early_is_reported_with_its_reason(self):
