@@ -1,5 +1,6 @@
 """gperftools heap profiler capture: options for the scenario, truncation check, pprof rendering and parsing."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -215,47 +216,66 @@ def render(binary, run_dir, profiles):
 
     Returns (rendered, problems, notes): rendered maps the profile's stem to
     its summary file; problems are harness failures (truncation, pprof
-    errors); notes are harmless (no SVG without graphviz)."""
+    errors); notes are harmless (no SVG without graphviz).
+
+    The google-pprof runs (four per profile, each symbolising the binary
+    anew: about a second apiece at seed scale) run side by side, one per
+    core: one after the other they made a seed-scale heapprof run take 3.5x
+    the plain run instead of 2.7x."""
     run_dir = Path(run_dir)
     heap_dir = run_dir / "heap"
     heap_dir.mkdir(exist_ok=True)
     pprof = pprof_path()
     rendered, problems, notes = {}, [], []
-    for phase, profile in profiles:
-        profile = Path(profile)
-        if not profile.is_absolute():
-            profile = run_dir / profile
-        stem = profile.stem
-        summary_path = heap_dir / f"{stem}.json"
-        why = check_profile(profile)
-        if why:
-            problems.append(f"heap profile truncated: {profile.name} ({phase}): {why}")
-            summary_path.write_text(json.dumps({"phase": phase, "profile": str(profile),
-                                                "truncated": why}, indent=1) + "\n")
-            continue
-        base = [str(binary), str(profile)]
-        try:
-            _pprof(pprof, ["--text", "--inuse_space", *base], heap_dir / f"{stem}.txt")
-            text_bytes = _pprof(pprof, ["--text", "--inuse_space", "--show_bytes", "--nodecount=100000",
-                                        "--nodefraction=0", "--edgefraction=0", *base],
-                                heap_dir / f"{stem}.bytes.txt")
-            stacks = _pprof(pprof, ["--text", "--stacks", "--inuse_space", "--show_bytes", *base],
-                            heap_dir / f"{stem}.stacks.txt")
-            summary = summarize(text_bytes, stacks)
-        except (RuntimeError, ValueError, subprocess.TimeoutExpired, OSError) as e:
-            problems.append(f"heap profile {profile.name} ({phase}): {e}")
-            continue
-        summary.update(phase=phase, profile=str(profile), truncated=None)
-        summary_path.write_text(json.dumps(summary, indent=1) + "\n")
-        rendered[stem] = str(summary_path)
-        if shutil.which("dot"):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        jobs = []
+        for phase, profile in profiles:
+            profile = Path(profile)
+            if not profile.is_absolute():
+                profile = run_dir / profile
+            why = check_profile(profile)
+            if why:
+                problems.append(f"heap profile truncated: {profile.name} ({phase}): {why}")
+                (heap_dir / f"{profile.stem}.json").write_text(json.dumps(
+                    {"phase": phase, "profile": str(profile), "truncated": why}, indent=1) + "\n")
+                continue
+            jobs.append((phase, profile, _submit_renderings(pool, pprof, binary, profile, heap_dir)))
+        for phase, profile, futures in jobs:
+            stem = profile.stem
             try:
-                _pprof(pprof, ["--svg", "--inuse_space", *base], heap_dir / f"{stem}.svg")
+                futures["txt"].result()
+                summary = summarize(futures["bytes"].result(), futures["stacks"].result())
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired, OSError) as e:
+                problems.append(f"heap profile {profile.name} ({phase}): {e}")
+                continue
+            summary.update(phase=phase, profile=str(profile), truncated=None)
+            summary_path = heap_dir / f"{stem}.json"
+            summary_path.write_text(json.dumps(summary, indent=1) + "\n")
+            rendered[stem] = str(summary_path)
+            if "svg" not in futures:
+                notes.append(f"graphviz 'dot' not found: heap/{stem}.svg skipped")
+                continue
+            try:
+                futures["svg"].result()
             except (RuntimeError, subprocess.TimeoutExpired) as e:
                 notes.append(f"no heap/{stem}.svg: {e}")
-        else:
-            notes.append(f"graphviz 'dot' not found: heap/{stem}.svg skipped")
     return rendered, problems, notes
+
+
+def _submit_renderings(pool, pprof, binary, profile, heap_dir):
+    """Starts the pprof runs for one profile: the text a person reads, the
+    exact bytes and stacks the summary is parsed from, and the call graph."""
+    base = [str(binary), str(profile)]
+    stem = profile.stem
+    runs = {
+        "txt": (["--text", "--inuse_space", *base], f"{stem}.txt"),
+        "bytes": (["--text", "--inuse_space", "--show_bytes", "--nodecount=100000",
+                   "--nodefraction=0", "--edgefraction=0", *base], f"{stem}.bytes.txt"),
+        "stacks": (["--text", "--stacks", "--inuse_space", "--show_bytes", *base], f"{stem}.stacks.txt"),
+    }
+    if shutil.which("dot"):
+        runs["svg"] = (["--svg", "--inuse_space", *base], f"{stem}.svg")
+    return {key: pool.submit(_pprof, pprof, args, heap_dir / name) for key, (args, name) in runs.items()}
 
 
 # ---- the runner's tool interface ---------------------------------------------
