@@ -4,6 +4,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import eventlog
 import expected
 import memcheck
 import tools
@@ -33,21 +34,9 @@ class RunData:
             data.info = json.loads((run_dir / "run.json").read_text())
         except (OSError, ValueError) as e:
             data.event_errors.append(f"run.json unreadable: {e}")
-        try:
-            lines = (run_dir / "events.jsonl").read_text(errors="replace").splitlines()
-        except OSError:
-            lines = []
-            data.event_errors.append("no events.jsonl")
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-                if not isinstance(ev, dict):
-                    raise ValueError("not an object")
-            except ValueError:
-                data.event_errors.append(f"events.jsonl line {n} is not a JSON object: {line[:80]!r}")
-                continue
+        events, problems = eventlog.read(run_dir / "events.jsonl")
+        data.event_errors.extend(problems)
+        for ev in events:
             kind = ev.get("event")
             if kind == "start":
                 data.start = ev

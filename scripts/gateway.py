@@ -53,6 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import eventlog
 import runner
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SYSTEM = 0, 1, 2, 99
@@ -83,18 +84,8 @@ def kill_group(proc):
 # ---- events -----------------------------------------------------------------
 
 def read_events(events_path):
-    events = []
-    try:
-        text = Path(events_path).read_text(errors="replace")
-    except OSError:
-        return events
-    for line in text.splitlines():
-        if line.endswith("}"):
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                pass
-    return events
+    """The events written so far (a line still being written is skipped)."""
+    return eventlog.read(events_path)[0]
 
 
 def wait_for_event(events_path, name, deadline, proc=None):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import eventlog
 import tools
 
 NAME = "heapprof"
@@ -314,19 +315,9 @@ def versions(spec, binary_path):
 
 def phase_profiles(run_dir):
     """[(phase, heap profile path)] from the phase events, in order."""
-    profiles = []
-    try:
-        lines = (Path(run_dir) / "events.jsonl").read_text(errors="replace").splitlines()
-    except OSError:
-        return profiles
-    for line in lines:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(ev, dict) and ev.get("event") == "phase" and ev.get("heap_profile"):
-            profiles.append((ev.get("phase"), ev["heap_profile"]))
-    return profiles
+    events, _ = eventlog.read(Path(run_dir) / "events.jsonl")
+    return [(ev.get("phase"), ev["heap_profile"]) for ev in events
+            if ev.get("event") == "phase" and ev.get("heap_profile")]
 
 
 def tool_report(summary, versions_, exit_code=None):

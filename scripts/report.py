@@ -20,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import comparer  # noqa: E402
+import eventlog  # noqa: E402
 import expected  # noqa: E402
 import runner  # noqa: E402
 from runner import EXIT_OK, EXIT_SYSTEM, EXIT_USAGE  # noqa: E402
@@ -98,7 +99,7 @@ class Run:
         self.dir = Path(run_dir)
         self.data = comparer.RunData.load(self.dir)
         self.info = self.data.info
-        self.events = _events(self.dir)
+        self.events, _ = eventlog.read(self.dir / "events.jsonl")  # the verdict table reports malformed lines
         self.phase_events = [e for e in self.events if e.get("event") == "phase"]
         self.scenario = self.data.field("scenario") or "?"
         self.variant, self.tool, self.allocator, self.scale = comparer.identity(self.data)
@@ -144,22 +145,6 @@ class Run:
             return json.loads((self.dir / "memcheck.json").read_text())
         except (OSError, ValueError):
             return None
-
-
-def _events(run_dir):
-    events = []
-    try:
-        lines = (Path(run_dir) / "events.jsonl").read_text(errors="replace").splitlines()
-    except OSError:
-        return events
-    for line in lines:
-        try:
-            ev = json.loads(line)
-        except ValueError:
-            continue  # the verdict table reports malformed lines
-        if isinstance(ev, dict):
-            events.append(ev)
-    return events
 
 
 def verdict_of(run):

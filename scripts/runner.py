@@ -17,6 +17,7 @@ from pathlib import Path
 
 import asan
 import heapcheck
+import eventlog
 import heapprof
 import heaptrack
 import lsan
@@ -591,18 +592,14 @@ def _postprocess(spec, binary, run_dir, info):
     render tool output, draw the timeline."""
     errors, notes = info["runner_errors"], info["notes"]
     start, end = {}, None
-    try:
-        for line in (run_dir / "events.jsonl").read_text().splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("event") == "start":
-                start = ev
-            elif ev.get("event") == "end":
-                end = ev
-    except OSError:
+    events, problems = eventlog.read(Path(run_dir) / "events.jsonl")
+    if problems == ["no events.jsonl"]:
         notes.append("no events.jsonl: the scenario wrote no events")
+    for ev in events:
+        if ev.get("event") == "start":
+            start = ev
+        elif ev.get("event") == "end":
+            end = ev
     for key in ("variant", "scale"):
         if start.get(key):
             info[key] = start[key]  # what actually ran, even if defaulted
