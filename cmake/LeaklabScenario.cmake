@@ -12,7 +12,9 @@
 # (and of TOOLS), labelled with the tool's name. Each tool also gets a canary
 # test, <scenario>.<last variant>.<tool>.canary: the run plants what the tool
 # must report (--canary: one definite leak of 31,337 bytes; for tsan
-# --canary-thread: a finished thread nobody joined), so a broken or stubbed
+# --canary-thread: a finished thread nobody joined; for threadcheck
+# --canary-stuck-thread: a thread left blocked for good; for orphans
+# --canary-orphan: a thread blocked on a condvar whose only pointer was dropped), so a broken or stubbed
 # tool fails instead of agreeing with every expectation.
 #
 # Builds NAME against glibc malloc and NAME-<allocator> against every other
@@ -21,7 +23,7 @@
 # `leaklab.py check` run. Every test is registered whether or not its tool or
 # allocator is installed: the check exits 77 and CTest shows "Not Run" with
 # the reason, so a missing tool is visible, never a pass.
-set(LEAKLAB_MATRIX_TOOLS memcheck heapprof heapcheck lsan asan tsan heaptrack)
+set(LEAKLAB_MATRIX_TOOLS memcheck heapprof heapcheck lsan asan tsan heaptrack threadcheck orphans)
 
 function(leaklab_add_scenario name)
   set(tool_args_keywords "")
@@ -31,7 +33,9 @@ function(leaklab_add_scenario name)
   cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED;NO_MATRIX" ""
     "SOURCES;VARIANTS;ALLOCATORS;TOOLS;${tool_args_keywords}")
   if(NOT arg_NO_MATRIX)
-    list(APPEND arg_TOOLS ${LEAKLAB_MATRIX_TOOLS})
+    # LEAKLAB_RELEASE_TOOLS: release columns asked for (lsan@clang-19 ...;
+    # cmake/LeaklabSanitizers.cmake); empty unless LEAKLAB_TOOL_RELEASES is set.
+    list(APPEND arg_TOOLS ${LEAKLAB_MATRIX_TOOLS} ${LEAKLAB_RELEASE_TOOLS})
   endif()
   list(REMOVE_DUPLICATES arg_TOOLS)
   if(NOT arg_VARIANTS)
@@ -42,11 +46,8 @@ function(leaklab_add_scenario name)
   endif()
 
   if(LEAKLAB_SANITIZER)
-    # A sanitizer sub-build: one binary, NAME-<lsan|asan|tsan>, no tests.
-    set(target ${name}-${LEAKLAB_SANITIZER_SUFFIX})
-    add_executable(${target} ${name}.c ${arg_SOURCES})
-    target_link_libraries(${target} PRIVATE leaklab_glibc)
-    set_target_properties(${target} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${LEAKLAB_OUTPUT_DIR})
+    # A sanitizer sub-build: one binary, NAME-<lsan|asan|tsan>[@RELEASE], no tests.
+    leaklab_sanitizer_executable(${name} ${name}.c ${arg_SOURCES})
     return()
   endif()
 
@@ -63,8 +64,10 @@ function(leaklab_add_scenario name)
   if(NOT BUILD_TESTING)
     return()
   endif()
+  # --measurements: the run's key figures as <CTestMeasurement> lines, which
+  # `ctest -T Test` puts into Test.xml (and CDash plots).
   set(check ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/leaklab.py check ${name}
-            --build-dir ${PROJECT_BINARY_DIR} --out ${PROJECT_BINARY_DIR}/runs)
+            --build-dir ${PROJECT_BINARY_DIR} --out ${PROJECT_BINARY_DIR}/runs --measurements)
   foreach(variant IN LISTS arg_VARIANTS)
     foreach(allocator IN LISTS arg_ALLOCATORS)
       set(suffix "")
@@ -79,28 +82,40 @@ function(leaklab_add_scenario name)
       endif()
     endforeach()
     foreach(tool IN LISTS arg_TOOLS)
+      string(REGEX REPLACE "@.*" "" base_tool ${tool}) # lsan@clang-19: lsan's options
       set(tool_args "")
-      if(arg_TOOL_ARGS_${tool})
-        set(tool_args -- ${arg_TOOL_ARGS_${tool}})
+      if(arg_TOOL_ARGS_${base_tool})
+        set(tool_args -- ${arg_TOOL_ARGS_${base_tool}})
       endif()
       _leaklab_test(${name}.${variant}.${tool} quick ${tool}
         ${check} --variant ${variant} --tool ${tool} --scale quick ${tool_args})
+      if(NOT tool STREQUAL base_tool)
+        set_property(TEST ${name}.${variant}.${tool} APPEND PROPERTY LABELS releases)
+      endif()
     endforeach()
   endforeach()
   list(GET arg_VARIANTS -1 canary_variant)
   foreach(tool IN LISTS arg_TOOLS)
+    string(REGEX REPLACE "@.*" "" base_tool ${tool})
     # ThreadSanitizer reports threads, not memory: its canary is a thread.
     set(canary --canary)
-    if(tool STREQUAL "tsan")
+    if(base_tool STREQUAL "tsan")
       set(canary --canary-thread)
+    elseif(base_tool STREQUAL "threadcheck")
+      set(canary --canary-stuck-thread) # threadcheck reports threads alive at exit: a blocked one
+    elseif(base_tool STREQUAL "orphans")
+      set(canary --canary-orphan) # orphans reports threads nothing can wake: one on a dropped condvar
     endif()
     set(tool_args -- ${canary})
-    if(arg_TOOL_ARGS_${tool})
-      set(tool_args -- ${arg_TOOL_ARGS_${tool}} ${canary})
+    if(arg_TOOL_ARGS_${base_tool})
+      set(tool_args -- ${arg_TOOL_ARGS_${base_tool}} ${canary})
     endif()
     _leaklab_test(${name}.${canary_variant}.${tool}.canary quick ${tool}
       ${check} --variant ${canary_variant} --tool ${tool} --scale quick ${tool_args})
     set_property(TEST ${name}.${canary_variant}.${tool}.canary APPEND PROPERTY LABELS canary)
+    if(NOT tool STREQUAL base_tool)
+      set_property(TEST ${name}.${canary_variant}.${tool}.canary APPEND PROPERTY LABELS releases)
+    endif()
   endforeach()
 endfunction()
 

@@ -7,10 +7,11 @@
  * pre-formatted `end` line and calls _exit(99): no extra thread, so thread
  * counts in snapshots are the scenario's own plus main. */
 #include "internal.h"
+#include "thread_limits.h"
+#include "options.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,22 +22,7 @@
 #include <gperftools/heap-profiler.h>
 #endif
 
-enum { DEFAULT_TIMEOUT_S = 900, MAX_TIMEOUT_S = 86400, CANARY_BYTES = 31337 };
-
-struct ll_run {
-    const ll_scenario *scenario;
-    const ll_variant *variant;
-    long long *values;             /* one per option, in table order */
-    ll_payload payload;
-    const char *scale;
-    int events_fd;
-    pthread_mutex_t events_lock;
-    struct timespec started;
-    const char *heap_profile_dir;  /* NULL unless --heap-profile */
-    int heap_profile_seq;
-    bool guard_pages;
-    atomic_long threads_started;
-};
+enum { CANARY_BYTES = 31337 };
 
 /* ---- events ---- */
 
@@ -125,7 +111,7 @@ static void emit_end(ll_run *run, int status, const char *reason)
 
 _Noreturn void ll_refuse(ll_run *run, const char *what, int err, const char *remedy)
 {
-    char reason[1024];
+    char reason[2048];
     snprintf(reason, sizeof reason, "%s failed after %ld threads started by this run: %s. %s", what,
              atomic_load(&run->threads_started), strerror(err), remedy);
     emit_end(run, LL_EXIT_SYSTEM, reason);
@@ -154,11 +140,18 @@ void ll_thread_start(ll_run *run, pthread_t *thread, void *(*fn)(void *), void *
     if (!run->guard_pages)
         pthread_attr_setguardsize(&attr, 0);
     int err = pthread_create(thread, &attr, fn, arg);
+    if (err) {
+        /* EAGAIN stands for any of half a dozen limits: name the one hit. */
+        size_t stack = 0, guard = 0;
+        pthread_attr_getstacksize(&attr, &stack);
+        pthread_attr_getguardsize(&attr, &guard);
+        ll_limit_readings limits;
+        ll_limits_read("/", &limits);
+        char why[1536];
+        ll_limits_explain(&limits, stack + guard, why, sizeof why);
+        ll_refuse(run, "pthread_create", err, why);
+    }
     pthread_attr_destroy(&attr);
-    if (err)
-        ll_refuse(run, "pthread_create", err,
-                  "Raise the limits on threads (ulimit -u / RLIMIT_NPROC, sysctl kernel.threads-max, "
-                  "vm.max_map_count) or lower --workers");
     atomic_fetch_add(&run->threads_started, 1);
 }
 
@@ -243,64 +236,6 @@ void ll_await_driver(ll_run *run, const char *word)
 
 /* ---- options ---- */
 
-long long ll_opt(const ll_run *run, const char *name)
-{
-    for (size_t i = 0; run->scenario->options[i].name; i++)
-        if (strcmp(run->scenario->options[i].name, name) == 0)
-            return run->values[i];
-    fprintf(stderr, "leaklab: scenario %s asked for option '%s', which its table does not declare\n",
-            run->scenario->name, name);
-    _exit(LL_EXIT_SYSTEM);
-}
-
-const ll_payload *ll_run_payload(const ll_run *run) { return &run->payload; }
-
-bool ll_payload_of(ll_payload *out, uint64_t workers, uint64_t per_worker_bytes, const char *options,
-                   char *why, size_t why_len)
-{
-    uint64_t bytes;
-    uint64_t memory = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
-    if (__builtin_mul_overflow(workers, per_worker_bytes, &bytes)) {
-        snprintf(why, why_len, "%s: %llu x %llu bytes overflows; lower them", options,
-                 (unsigned long long)workers, (unsigned long long)per_worker_bytes);
-        return false;
-    }
-    if (bytes > memory) {
-        snprintf(why, why_len, "%s: the payload would be %llu bytes, more than this machine's %llu bytes of memory; "
-                 "lower them", options, (unsigned long long)bytes, (unsigned long long)memory);
-        return false;
-    }
-    *out = (ll_payload){.bytes = bytes, .workers = workers};
-    return true;
-}
-
-static _Noreturn void usage_error(const ll_scenario *s, const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "%s: ", s->name);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\nTry '%s --help'.\n", s->name);
-    exit(LL_EXIT_USAGE);
-}
-
-/* Parses a non-negative decimal integer in [min, max] or exits 2 naming the
- * option and its range. Signs, blanks, trailing junk and overflow are refused. */
-static long long parse_value(const ll_scenario *s, const char *opt, const char *text, long long min, long long max)
-{
-    char *end = NULL;
-    errno = 0;
-    long long v = (text[0] >= '0' && text[0] <= '9') ? strtoll(text, &end, 10) : -1;
-    if (text[0] == '-' && text[1] >= '0' && text[1] <= '9')
-        usage_error(s, "--%s: '%s' is negative; expected an integer in [%lld, %lld]", opt, text, min, max);
-    if (!end || *end != '\0')
-        usage_error(s, "--%s: '%s' is not a number; expected an integer in [%lld, %lld]", opt, text, min, max);
-    if (errno == ERANGE || v < min || v > max)
-        usage_error(s, "--%s: %s is out of range; expected an integer in [%lld, %lld]", opt, text, min, max);
-    return v;
-}
-
 static void print_help(const ll_scenario *s)
 {
     printf("usage: %s [--variant NAME] [--scale quick|seed] [options]\n\n%s\n\nvariants:\n", s->name, s->summary);
@@ -324,9 +259,12 @@ static void print_help(const ll_scenario *s)
            "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
            "  --canary            plant one definite leak of %d bytes, for tool canaries\n"
            "  --canary-thread     leave one finished thread unjoined (ThreadSanitizer's canary)\n"
+           "  --canary-stuck-thread  leave one thread blocked for good (threadcheck's canary)\n"
+           "  --canary-orphan     leave one thread blocked on a condition variable whose only\n"
+           "                      pointer was dropped (orphans' canary)\n"
            "  --help              this text\n"
            "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
-           DEFAULT_TIMEOUT_S, CANARY_BYTES);
+           LL_DEFAULT_TIMEOUT_S, CANARY_BYTES);
 }
 
 /* The canary: one block of a size no scenario uses, its only pointer dropped,
@@ -370,111 +308,104 @@ static void ll_canary_unjoined_thread(ll_run *run)
      * at exit whether or not its last instructions have run by then. */
 }
 
-enum { OPT_VARIANT = 1, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
-       OPT_CANARY_THREAD, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
+/* threadcheck's canary: a thread left blocked on purpose on a condition
+ * variable nobody signals, alive at exit, which a check for threads that
+ * outlive their work must report. Main returns once the thread is waiting. */
+static pthread_cond_t stuck_forever = PTHREAD_COND_INITIALIZER;
+static bool stuck_parked;
 
-static const struct option harness_options[] = {
-    {"variant", required_argument, NULL, OPT_VARIANT},
-    {"scale", required_argument, NULL, OPT_SCALE},
-    {"events", required_argument, NULL, OPT_EVENTS},
-    {"timeout", required_argument, NULL, OPT_TIMEOUT},
-    {"hold", required_argument, NULL, OPT_HOLD},
-    {"heap-profile", required_argument, NULL, OPT_HEAP_PROFILE},
-    {"guard-pages", required_argument, NULL, OPT_GUARD},
-    {"canary", no_argument, NULL, OPT_CANARY},
-    {"canary-thread", no_argument, NULL, OPT_CANARY_THREAD},
-    {"help", no_argument, NULL, OPT_HELP},
+__attribute__((noinline)) static void *ll_canary_stuck(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&canary_lock);
+    stuck_parked = true;
+    pthread_cond_signal(&canary_done);
+    for (;;)
+        pthread_cond_wait(&stuck_forever, &canary_lock); /* never signalled */
+    return NULL;
+}
+
+static void ll_canary_stuck_thread(ll_run *run)
+{
+    pthread_t thread;
+    ll_thread_start(run, &thread, ll_canary_stuck, NULL);
+    pthread_mutex_lock(&canary_lock);
+    while (!stuck_parked)
+        pthread_cond_wait(&canary_done, &canary_lock);
+    pthread_mutex_unlock(&canary_lock);
+}
+
+/* orphans' canary: a thread blocked on a condition variable whose only
+ * pointer was dropped. The box is malloc'ed and handed to the thread alone;
+ * main waits (on the box's other condition variable) until the thread
+ * sleeps, then returns and forgets the box; the thread is detached, so no
+ * pthread_t of it is kept either. No thread that can run and no global
+ * reaches the box: a reachability analysis must call the thread leaked,
+ * while threadcheck's stuck thread (a global condition variable) must not be. */
+struct orphan_box {
+    pthread_mutex_t lock;
+    pthread_cond_t parked, never;
+    bool waiting;
 };
+
+__attribute__((noinline)) static void *ll_canary_orphan(void *arg)
+{
+    struct orphan_box *box = arg;
+    pthread_mutex_lock(&box->lock);
+    box->waiting = true;
+    pthread_cond_signal(&box->parked);
+    for (;;)
+        pthread_cond_wait(&box->never, &box->lock); /* nobody else knows `never` */
+    return NULL;
+}
+
+__attribute__((noinline)) static void ll_canary_orphan_thread(ll_run *run)
+{
+    struct orphan_box *box = ll_xmalloc(run, sizeof *box);
+    *box = (struct orphan_box){.waiting = false};
+    pthread_mutex_init(&box->lock, NULL);
+    pthread_cond_init(&box->parked, NULL);
+    pthread_cond_init(&box->never, NULL);
+    pthread_t thread;
+    ll_thread_start(run, &thread, ll_canary_orphan, box);
+    pthread_detach(thread);
+    pthread_mutex_lock(&box->lock);
+    while (!box->waiting)
+        pthread_cond_wait(&box->parked, &box->lock);
+    pthread_mutex_unlock(&box->lock);
+}
 
 int ll_main(const ll_scenario *s, int argc, char **argv)
 {
     static ll_run run;
-    size_t nopts = 0, nharness = sizeof harness_options / sizeof harness_options[0];
-    while (s->options[nopts].name)
-        nopts++;
-
-    struct option *longopts = calloc(nharness + nopts + 1, sizeof *longopts);
-    char **given = calloc(nopts + 1, sizeof *given); /* text given on the command line, per option */
+    size_t nopts = ll_option_count(s);
     run.values = calloc(nopts + 1, sizeof *run.values);
-    if (!longopts || !given || !run.values) {
+    if (!run.values) {
         fprintf(stderr, "%s: out of memory at start\n", s->name);
         return LL_EXIT_SYSTEM;
     }
-    memcpy(longopts, harness_options, sizeof harness_options);
-    for (size_t i = 0; i < nopts; i++)
-        longopts[nharness + i] = (struct option){s->options[i].name, required_argument, NULL, OPT_SCENARIO_BASE + (int)i};
-
-    run.scenario = s;
-    run.variant = &s->variants[0];
-    run.scale = "seed";
+    ll_cli cli;
+    char msg[1024];
+    int status = ll_cli_parse(s, argc, argv, &run, &cli, msg, sizeof msg);
+    if (status == LL_EXIT_SYSTEM) {
+        fprintf(stderr, "%s: %s\n", s->name, msg);
+        return LL_EXIT_SYSTEM;
+    }
+    if (status != LL_EXIT_OK) {
+        fprintf(stderr, "%s: %s\nTry '%s --help'.\n", s->name, msg, s->name);
+        exit(LL_EXIT_USAGE);
+    }
+    if (cli.help) {
+        print_help(s);
+        return LL_EXIT_OK;
+    }
     run.events_fd = STDOUT_FILENO;
-    run.guard_pages = true;
+    run.guard_pages = cli.guard_pages;
+    run.heap_profile_dir = cli.heap_profile_dir;
     pthread_mutex_init(&run.events_lock, NULL);
-    long long timeout_s = DEFAULT_TIMEOUT_S, hold_s = 0;
-    bool canary = false, canary_thread_wanted = false;
-    const char *events_path = NULL;
-
-    opterr = 0;
-    for (int c; (c = getopt_long(argc, argv, ":", longopts, NULL)) != -1;) {
-        switch (c) {
-        case OPT_VARIANT:
-            run.variant = NULL;
-            for (size_t i = 0; s->variants[i].name; i++)
-                if (strcmp(s->variants[i].name, optarg) == 0)
-                    run.variant = &s->variants[i];
-            if (!run.variant) {
-                char names[256] = "";
-                for (size_t i = 0; s->variants[i].name; i++)
-                    snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", i ? ", " : "",
-                             s->variants[i].name);
-                usage_error(s, "--variant: unknown variant '%s'; accepted: %s", optarg, names);
-            }
-            break;
-        case OPT_SCALE:
-            if (strcmp(optarg, "quick") != 0 && strcmp(optarg, "seed") != 0)
-                usage_error(s, "--scale: '%s' is not a scale; accepted: quick, seed", optarg);
-            run.scale = strcmp(optarg, "quick") == 0 ? "quick" : "seed";
-            break;
-        case OPT_EVENTS: events_path = optarg; break;
-        case OPT_TIMEOUT: timeout_s = parse_value(s, "timeout", optarg, 1, MAX_TIMEOUT_S); break;
-        case OPT_HOLD:
-            hold_s = strcmp(optarg, "forever") == 0 ? -1 : parse_value(s, "hold", optarg, 0, MAX_TIMEOUT_S);
-            break;
-        case OPT_HEAP_PROFILE:
-#ifndef LL_HEAP_PROFILER
-            usage_error(s, "--heap-profile needs the tcmalloc build of this scenario (%s-tcmalloc)", s->name);
-#endif
-            run.heap_profile_dir = optarg;
-            break;
-        case OPT_GUARD:
-            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
-                usage_error(s, "--guard-pages: '%s'; accepted: on, off", optarg);
-            run.guard_pages = strcmp(optarg, "on") == 0;
-            break;
-        case OPT_CANARY: canary = true; break;
-        case OPT_CANARY_THREAD: canary_thread_wanted = true; break;
-        case OPT_HELP: print_help(s); return LL_EXIT_OK;
-        case ':': usage_error(s, "option '%s' needs a value", argv[optind - 1]);
-        case '?': usage_error(s, "unknown option '%s'", argv[optind - 1]);
-        default: {
-            size_t i = (size_t)(c - OPT_SCENARIO_BASE);
-            given[i] = optarg;
-        }
-        }
-    }
-    if (optind < argc)
-        usage_error(s, "unexpected argument '%s'", argv[optind]);
-
-    bool quick = strcmp(run.scale, "quick") == 0;
-    for (size_t i = 0; i < nopts; i++) {
-        const ll_option *o = &s->options[i];
-        run.values[i] = given[i] ? parse_value(s, o->name, given[i], o->min, o->max) : quick ? o->quick : o->seed;
-    }
-    char why[256] = "";
-    if (!s->payload(&run, &run.payload, why, sizeof why))
-        usage_error(s, "%s", why);
-    free(given);
-    free(longopts);
+    long long timeout_s = cli.timeout_s, hold_s = cli.hold_s;
+    bool canary = cli.canary, canary_thread_wanted = cli.canary_thread;
+    const char *events_path = cli.events_path;
 
     if (events_path) {
         run.events_fd = open(events_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
@@ -494,11 +425,11 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     for (size_t i = 0; i < nopts; i++)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
     ll_buf_printf(&start, "},\"t0_monotonic_s\":%.6f,\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
-                  "\"canary_bytes\":%d,\"canary_threads\":%d",
+                  "\"canary_bytes\":%d,\"canary_threads\":%d,\"canary_stuck_threads\":%d,\"canary_orphans\":%d",
                   (double)run.started.tv_sec + (double)run.started.tv_nsec / 1e9,
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
                   run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0,
-                  canary_thread_wanted ? 1 : 0);
+                  canary_thread_wanted ? 1 : 0, cli.canary_stuck_thread ? 1 : 0, cli.canary_orphan ? 1 : 0);
     emit(&run, "start", &start);
     ll_buf_free(&start);
 
@@ -513,6 +444,10 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         ll_canary_leak();
     if (canary_thread_wanted)
         ll_canary_unjoined_thread(&run);
+    if (cli.canary_stuck_thread)
+        ll_canary_stuck_thread(&run);
+    if (cli.canary_orphan)
+        ll_canary_orphan_thread(&run);
 
     run.variant->run(&run);
 

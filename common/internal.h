@@ -6,6 +6,25 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
+
+/* One run of a scenario: what ll_main() set up from the command line
+ * (options.c fills scenario, variant, values, payload and scale) and what
+ * the harness keeps while the scenario runs. */
+struct ll_run {
+    const ll_scenario *scenario;
+    const ll_variant *variant;
+    long long *values;             /* one per option, in table order */
+    ll_payload payload;
+    const char *scale;
+    int events_fd;
+    pthread_mutex_t events_lock;
+    struct timespec started;
+    const char *heap_profile_dir;  /* NULL unless --heap-profile */
+    int heap_profile_seq;
+    bool guard_pages;
+    atomic_long threads_started;
+};
 
 /* A growable text buffer for building one JSON line before a single write(2):
  * a line is never interleaved with another, and nothing sits in a stdio

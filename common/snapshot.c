@@ -3,10 +3,13 @@
  * /debug/pprof/goroutine?debug=1: threads grouped by where they wait). */
 #include "internal.h"
 
+#include <threadcheck.h>
+
 #include <dirent.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- ll_buf ---- */
@@ -100,122 +103,125 @@ long ll_count_fds(void)
 
 /* ---- thread census ---- */
 
-struct census_group {
-    char state;
-    char wchan[64];
-    char syscall[32];
-    long count;
-};
+/* The census comes from threadcheck (threadcheck/include/threadcheck.h):
+ * every thread's state, wait channel and system call from /proc, and its
+ * stack, captured by a signal to the thread whose handler unwinds it, then
+ * symbolized here, outside any handler. Threads alike in all of these form
+ * a group, largest first: "10000 @ ll_chan_recv <- worker <- start_thread".
+ * A thread in a call a signal would interrupt with EINTR (poll, nanosleep,
+ * ...) is not signalled: its group says so in stack_status, and its one
+ * frame is where the kernel says the call was made.
+ *
+ * LEAKLAB_CENSUS_STACKS=0 in the environment turns the stacks off (the
+ * census as it was before: /proc only), for measuring what they cost. */
 
-/* The syscalls a blocked thread is usually found in, by number, so the census
- * says "futex" rather than "202". Anything else is printed as its number. */
-static const struct { long nr; const char *name; } syscall_names[] = {
-    {SYS_futex, "futex"},         {SYS_read, "read"},
-    {SYS_write, "write"},         {SYS_recvfrom, "recvfrom"},
-    {SYS_sendto, "sendto"},       {SYS_accept, "accept"},
-    {SYS_accept4, "accept4"},     {SYS_poll, "poll"},
-    {SYS_ppoll, "ppoll"},         {SYS_epoll_wait, "epoll_wait"},
-    {SYS_nanosleep, "nanosleep"}, {SYS_clock_nanosleep, "clock_nanosleep"},
-    {SYS_rt_sigtimedwait, "rt_sigtimedwait"}, {SYS_wait4, "wait4"},
-    {SYS_recvmsg, "recvmsg"},     {SYS_sendmsg, "sendmsg"},
-};
-
-static void read_first_line(const char *path, char *out, size_t len)
+static void frame_name(const threadcheck_frame *f, char *out, size_t len)
 {
-    out[0] = '\0';
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return;
-    if (fgets(out, (int)len, f))
-        out[strcspn(out, "\n")] = '\0';
-    fclose(f);
-}
-
-static void syscall_name(const char *raw, char *out, size_t len)
-{
-    /* /proc/.../syscall is "running", "-1 ..." (not in a syscall) or "NR args..." */
-    if (raw[0] == '\0' || strncmp(raw, "running", 7) == 0) {
-        snprintf(out, len, "%s", raw[0] ? "running" : "?");
+    if (!f->function) {
+        snprintf(out, len, "%#lx", (unsigned long)f->address);
         return;
     }
-    long nr = strtol(raw, NULL, 10);
-    if (nr < 0) {
-        snprintf(out, len, "none");
-        return;
+    /* The name the source gives: GCC's clone suffixes dropped (.isra.0). */
+    snprintf(out, len, "%s", f->function);
+    for (char *dot; (dot = strrchr(out, '.'));) {
+        const char *suffix = dot + 1;
+        bool digits = *suffix != '\0' && strspn(suffix, "0123456789") == strlen(suffix);
+        if (!digits && strcmp(suffix, "isra") != 0 && strcmp(suffix, "constprop") != 0 &&
+            strcmp(suffix, "part") != 0 && strcmp(suffix, "cold") != 0 && strcmp(suffix, "lto_priv") != 0)
+            break;
+        *dot = '\0';
     }
-    for (size_t i = 0; i < sizeof syscall_names / sizeof syscall_names[0]; i++)
-        if (syscall_names[i].nr == nr) {
-            snprintf(out, len, "%s", syscall_names[i].name);
-            return;
-        }
-    snprintf(out, len, "%ld", nr);
 }
 
-static int by_count_desc(const void *a, const void *b)
+static void census_group_json(ll_buf *b, const threadcheck_group *g)
 {
-    const struct census_group *x = a, *y = b;
-    return (y->count > x->count) - (y->count < x->count);
+    const threadcheck_thread *t = g->thread;
+    ll_buf_printf(b, "{\"state\":\"%c\",\"wchan\":", t->state);
+    ll_buf_json_string(b, t->wchan);
+    ll_buf_printf(b, ",\"syscall\":");
+    ll_buf_json_string(b, t->syscall_name);
+    ll_buf_printf(b, ",\"count\":%zu", g->count);
+    if (g->wait_address)
+        ll_buf_printf(b, ",\"wait_address\":\"%#lx\"", (unsigned long)g->wait_address);
+    else
+        ll_buf_printf(b, ",\"wait_address\":null");
+    ll_buf_printf(b, ",\"wait_addresses\":%zu,\"stack_status\":", g->wait_addresses);
+    ll_buf_json_string(b, threadcheck_stack_status_text(t->status));
+    /* "stack": function names from the top frame (the first outside libc,
+     * the loader and threadcheck) outwards; all of them if none is. */
+    ll_buf_printf(b, ",\"stack\":[");
+    size_t from = g->top < t->nframes ? g->top : 0;
+    for (size_t i = from; i < t->nframes; i++) {
+        char name[256];
+        frame_name(&t->frames[i], name, sizeof name);
+        ll_buf_printf(b, "%s", i > from ? "," : "");
+        ll_buf_json_string(b, name);
+    }
+    ll_buf_printf(b, "],\"frames\":[");
+    for (size_t i = 0; i < t->nframes; i++) {
+        const threadcheck_frame *f = &t->frames[i];
+        ll_buf_printf(b, "%s{\"function\":", i ? "," : "");
+        if (f->function)
+            ll_buf_json_string(b, f->function);
+        else
+            ll_buf_printf(b, "null");
+        ll_buf_printf(b, ",\"file\":");
+        if (f->file)
+            ll_buf_json_string(b, f->file);
+        else
+            ll_buf_printf(b, "null");
+        ll_buf_printf(b, ",\"line\":");
+        if (f->line > 0)
+            ll_buf_printf(b, "%d", f->line);
+        else
+            ll_buf_printf(b, "null");
+        ll_buf_printf(b, ",\"address\":\"%#lx\",\"module\":", (unsigned long)f->address);
+        if (f->module)
+            ll_buf_json_string(b, f->module);
+        else
+            ll_buf_printf(b, "null");
+        ll_buf_printf(b, ",\"system\":%s,\"inlined\":%s}", f->system ? "true" : "false",
+                      f->inlined ? "true" : "false");
+    }
+    ll_buf_printf(b, "]}");
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
 }
 
 static void census_json(ll_buf *b)
 {
-    size_t ngroups = 0, cap = 16;
-    struct census_group *groups = calloc(cap, sizeof *groups);
-    DIR *d = opendir("/proc/self/task");
-    if (!groups || !d) {
-        ll_buf_printf(b, "\"census\":[]");
-        free(groups);
-        if (d)
-            closedir(d);
+    double t0 = now_ms();
+    const char *stacks = getenv("LEAKLAB_CENSUS_STACKS");
+    threadcheck_capture_options opts = {0};
+    if (stacks && strcmp(stacks, "0") == 0)
+        opts.flags |= THREADCHECK_NO_STACKS;
+    threadcheck_snapshot *snap = threadcheck_snapshot_take(&opts);
+    if (!snap) {
+        /* /proc/self/task unreadable or no memory: an empty census says so
+         * (the comparer refuses to read figures from it). */
+        ll_buf_printf(b, "\"census\":[],\"census_error\":");
+        ll_buf_json_string(b, strerror(errno));
         return;
     }
-    for (struct dirent *e; (e = readdir(d));) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[320], stat[512], raw[128];
-        struct census_group g = {0};
-
-        snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-        read_first_line(path, stat, sizeof stat);
-        const char *close_paren = strrchr(stat, ')'); /* comm may hold spaces */
-        g.state = close_paren && close_paren[1] ? close_paren[2] : '?';
-        snprintf(path, sizeof path, "/proc/self/task/%s/wchan", e->d_name);
-        read_first_line(path, g.wchan, sizeof g.wchan);
-        if (g.wchan[0] == '\0' || strcmp(g.wchan, "0") == 0)
-            snprintf(g.wchan, sizeof g.wchan, "-");
-        snprintf(path, sizeof path, "/proc/self/task/%s/syscall", e->d_name);
-        read_first_line(path, raw, sizeof raw);
-        syscall_name(raw, g.syscall, sizeof g.syscall);
-
-        size_t i = 0;
-        while (i < ngroups && !(groups[i].state == g.state && strcmp(groups[i].wchan, g.wchan) == 0 &&
-                                strcmp(groups[i].syscall, g.syscall) == 0))
-            i++;
-        if (i == ngroups) {
-            if (ngroups == cap) {
-                struct census_group *more = realloc(groups, 2 * cap * sizeof *groups);
-                if (!more)
-                    break; /* a partial census is still a census */
-                groups = more;
-                cap *= 2;
-            }
-            groups[ngroups++] = g;
-        }
-        groups[i].count++;
-    }
-    closedir(d);
-    qsort(groups, ngroups, sizeof *groups, by_count_desc);
-
     ll_buf_printf(b, "\"census\":[");
-    for (size_t i = 0; i < ngroups; i++) {
-        ll_buf_printf(b, "%s{\"state\":\"%c\",\"wchan\":", i ? "," : "", groups[i].state);
-        ll_buf_json_string(b, groups[i].wchan);
-        ll_buf_printf(b, ",\"syscall\":");
-        ll_buf_json_string(b, groups[i].syscall);
-        ll_buf_printf(b, ",\"count\":%ld}", groups[i].count);
+    for (size_t i = 0; i < snap->ngroups; i++) {
+        ll_buf_printf(b, "%s", i ? "," : "");
+        census_group_json(b, &snap->groups[i]);
     }
-    ll_buf_printf(b, "]");
-    free(groups);
+    ll_buf_printf(b, "],\"census_stacks\":");
+    if (opts.flags & THREADCHECK_NO_STACKS)
+        ll_buf_printf(b, "\"off (LEAKLAB_CENSUS_STACKS=0)\"");
+    else if (snap->stacks_unavailable)
+        ll_buf_json_string(b, snap->stacks_unavailable);
+    else
+        ll_buf_printf(b, "\"captured\"");
+    threadcheck_snapshot_free(snap);
+    ll_buf_printf(b, ",\"census_ms\":%.1f", now_ms() - t0);
 }
 
 void ll_snapshot_json(ll_buf *b, const ll_counter *counters)

@@ -22,6 +22,15 @@
  * (ll_chan_recv). Valgrind memcheck calls the buffers "still reachable"
  * (a live thread's stack is a root); the heap profiler names fill_buffer.
  *
+ * The orphaned variant is the same leak as Go has it: the goroutines
+ * captured c and nothing else did. Main keeps neither the channel nor the
+ * threads; each worker's arguments are its own. The leaky variant keeps the
+ * channel in a file-scope struct (correct C: main could still close it), so
+ * a reachability analysis (orphans, Go 1.26's goroutineleak profile for
+ * pthreads) must call every leaky worker wakeable; in the orphaned variant
+ * no thread that can run and no global reaches the channel, so orphans
+ * proves all the workers leaked and counts the buffers they pin.
+ *
  * The fix: whoever owns the workers' lifetime closes the channel when they
  * are no longer needed (Go: close(c), or a context's cancel); every receive
  * returns, each worker frees its buffer and exits, main joins them.
@@ -102,6 +111,18 @@ struct workers {
     long long count;
 };
 
+/* Counted is not yet asleep: ll_chan_await_receivers returns once every
+ * worker has counted itself waiting, and the last ones may still be on their
+ * way into pthread_cond_wait's futex (measured: with 20 workers, the last one
+ * was still running when the census read it in 8 of 30 runs on a busy
+ * machine). The snapshot must see them asleep, so ask the kernel, thread by
+ * thread. */
+static void await_asleep(ll_run *run, ll_chan *ch, const pthread_t *threads, long long count)
+{
+    for (long long i = 0; i < count; i++)
+        ll_chan_await_parked(run, ch, threads[i]);
+}
+
 /* Starts every worker and returns once all of them have filled their buffer
  * and are blocked on the channel: the steady state the snapshot shows. */
 static void start_workers(ll_run *run, struct workers *ws)
@@ -117,6 +138,7 @@ static void start_workers(ll_run *run, struct workers *ws)
     /* Not a barrier: a barrier says every worker has filled its buffer and
      * is on its way to the channel; this says every one of them is waiting. */
     ll_chan_await_receivers(ws->done, (size_t)ws->count);
+    await_asleep(run, ws->done, ws->threads, ws->count);
 }
 
 /* File scope, so main's own bookkeeping (thread ids, arguments) stays
@@ -129,6 +151,36 @@ static void run_leaky(ll_run *run)
     ll_phase(run, "steady");
     /* Nobody closes ws.done: the workers stay blocked, holding their buffers,
      * until the process ends (or --hold lets you look at them). */
+}
+
+/* Go's closure captured c; nothing else did. Each worker gets its own
+ * arguments, so its own pointer to the channel; main's last one dies when
+ * this function returns, and the workers are detached: nobody will join
+ * them (a goroutine has no handle either). */
+__attribute__((noinline)) static void start_orphans(ll_run *run)
+{
+    long long count = ll_opt(run, "workers");
+    ll_chan *done = ll_chan_new(run, 1);
+    /* The handles only until every worker is asleep, then freed: a thread
+     * handle reaches nothing a detector follows, and none is kept. */
+    pthread_t *threads = ll_xmalloc(run, (size_t)count * sizeof *threads);
+    for (long long i = 0; i < count; i++) {
+        struct worker_args *own = ll_xmalloc(run, sizeof *own);
+        *own = (struct worker_args){run, done, ll_opt(run, "elements"), (uint64_t)i + 1};
+        ll_thread_start(run, &threads[i], worker, own);
+        pthread_detach(threads[i]);
+    }
+    ll_chan_await_receivers(done, (size_t)count);
+    await_asleep(run, done, threads, count);
+    free(threads);
+}
+
+static void run_orphaned(ll_run *run)
+{
+    start_orphans(run);
+    ll_phase(run, "steady");
+    /* The channel is lost along with every pointer to it: the workers wait
+     * on an object only they can reach, holding their buffers, for good. */
 }
 
 static void run_fixed(ll_run *run)
@@ -154,6 +206,8 @@ static bool payload(const ll_run *run, ll_payload *out, char *why, size_t why_le
 
 static const ll_variant variants[] = {
     {"leaky", "nobody closes the channel; the workers stay blocked, holding their buffers", run_leaky},
+    {"orphaned", "the same, but main keeps no pointer to the channel: only the blocked workers reach it",
+     run_orphaned},
     {"fixed", "main closes the channel and joins; each worker frees its buffer and exits", run_fixed},
     {0},
 };

@@ -80,10 +80,11 @@ static int ms_left(long long until)
  * that differs per connection and frame, so a misrouted echo is caught. */
 static unsigned char frame_byte(unsigned id, unsigned frame, size_t pos)
 {
-    if (pos < RW_MAGIC_BYTES)
-        return (unsigned char)RW_MAGIC[pos];
-    if (pos < RW_HEADER_BYTES)
-        return (unsigned char)((uint32_t)opt.frame_bytes >> (8 * (RW_HEADER_BYTES - 1 - pos)));
+    if (pos < RW_HEADER_BYTES) {
+        unsigned char hdr[RW_HEADER_BYTES];
+        rw_encode_header(hdr, (uint32_t)opt.frame_bytes);
+        return hdr[pos];
+    }
     return (unsigned char)(id * 131u + frame * 31u + (unsigned)pos);
 }
 
@@ -410,8 +411,8 @@ static const char *case_frames(const unsigned char *bytes, size_t len, bool half
 
 static const char *case_oversize(void)
 {
-    unsigned char hdr[RW_HEADER_BYTES] = RW_MAGIC;
-    rw_put_be32(hdr + RW_MAGIC_BYTES, 0x7fffffffu);
+    unsigned char hdr[RW_HEADER_BYTES];
+    rw_encode_header(hdr, 0x7fffffffu);
     return case_frames(hdr, sizeof hdr, false);
 }
 
@@ -423,8 +424,8 @@ static const char *case_garbage(void)
 
 static const char *case_truncated(void)
 {
-    unsigned char frame[RW_HEADER_BYTES + 40] = RW_MAGIC;
-    rw_put_be32(frame + RW_MAGIC_BYTES, 100); /* promises 100 bytes, sends 40, then EOF */
+    unsigned char frame[RW_HEADER_BYTES + 40] = {0};
+    rw_encode_header(frame, 100); /* promises 100 bytes, sends 40, then EOF */
     return case_frames(frame, sizeof frame, true);
 }
 

@@ -169,22 +169,7 @@ static void session_free(struct session *s)
 
 /* ---- the reader: frames in, echoes onto the send queue ---- */
 
-enum { RECV_OK, RECV_EOF, RECV_SHORT, RECV_ERROR };
 enum ending { END_EOF, END_RESET, END_REJECT };
-
-static int recv_full(int fd, unsigned char *buf, size_t n)
-{
-    for (size_t got = 0; got < n;) {
-        ssize_t r = recv(fd, buf + got, n - got, 0);
-        if (r > 0)
-            got += (size_t)r;
-        else if (r == 0)
-            return got ? RECV_SHORT : RECV_EOF;
-        else if (errno != EINTR)
-            return RECV_ERROR;
-    }
-    return RECV_OK;
-}
 
 /* For the race-window widener only (see race_window): the reader moved. */
 static void reader_moved(struct session *s)
@@ -211,20 +196,29 @@ static bool queue_reply(struct session *s, const unsigned char *hdr, size_t len)
     return ok;
 }
 
+/* Frames in, each queued as its own echo, until the stream ends. The decoder
+ * (rw_protocol.h) says how many bytes the frame still needs and recv() asks
+ * for no more: a bad header is seen before anything after it is read. */
 static enum ending read_frames(struct session *s)
 {
-    unsigned char hdr[RW_HEADER_BYTES];
+    rw_decoder frame;
+    rw_decoder_init(&frame, s->rbuf);
     for (;;) {
-        int r = recv_full(s->fd, hdr, sizeof hdr);
-        if (r != RECV_OK)
-            return r == RECV_EOF ? END_EOF : r == RECV_SHORT ? END_REJECT : END_RESET;
-        uint32_t len = rw_get_be32(hdr + RW_MAGIC_BYTES);
-        if (memcmp(hdr, RW_MAGIC, RW_MAGIC_BYTES) != 0 || len == 0 || len > RW_MAX_FRAME_BYTES)
+        unsigned char *into;
+        size_t want = rw_decoder_want(&frame, &into);
+        ssize_t r = recv(s->fd, into, want, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return END_RESET;
+        if (r == 0) /* the stream ended: between frames, or inside one */
+            return rw_decoder_between_frames(&frame) ? END_EOF : END_REJECT;
+        rw_verdict v = rw_decoder_took(&frame, (size_t)r);
+        if (v == RW_NEED_MORE)
+            continue;
+        if (v != RW_FRAME)
             return END_REJECT; /* garbage, or a length no frame may have: never read on */
-        r = recv_full(s->fd, s->rbuf, len);
-        if (r != RECV_OK)
-            return r == RECV_ERROR ? END_RESET : END_REJECT; /* the stream ended inside a frame */
-        if (!queue_reply(s, hdr, len))
+        if (!queue_reply(s, frame.header, frame.len))
             return END_EOF; /* fixed: the writer lost the peer */
         atomic_fetch_add(&frames, 1);
     }

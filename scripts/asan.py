@@ -18,11 +18,16 @@ LOG = "asan"
 
 
 def binary(spec):
-    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def unavailable(spec):
-    return sanitizer.missing(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.missing(spec.build_dir, spec.scenario, NAME, spec.release)
+
+
+def release(spec):
+    """The release this run uses (lsan@clang-19: clang-19; plain lsan: the default binary's)."""
+    return sanitizer.resolved_release(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def command(spec, binary_path, run_dir, head, options):
@@ -31,7 +36,7 @@ def command(spec, binary_path, run_dir, head, options):
 
 
 def versions(spec, binary_path):
-    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME),
+    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME, spec.release),
             "allocator": "sanitizer", "allocator_version": f"AddressSanitizer allocator ({tools.compiler_of(binary_path)})"}
 
 

@@ -136,8 +136,22 @@ class RunData:
             return str(top.get(CENSUS_TOP[ref.name], ""))
         if ref.name == "census.total":
             return sum(g.get("count", 0) for g in census)
+        if ref.name == "census.count_at":
+            return sum(g.get("count", 0) for g in census if ref.args[0] in census_functions(g))
+        if ref.name in ("census.top_frame", "census.largest_stack"):
+            stack = top.get("stack")
+            if not isinstance(stack, list):
+                raise Unresolved(f"{ref.text}: the census of '{phase}' has no stacks (a build before the "
+                                 "census by stack, or LEAKLAB_CENSUS_STACKS=0)")
+            if not stack:
+                raise Unresolved(f"{ref.text}: the largest group's stack was not captured "
+                                 f"({top.get('stack_status') or 'no reason given'})")
+            if ref.name == "census.largest_stack":
+                return " <- ".join(stack)
+            return census_top_frame(top)
         raise Unresolved(f"{ref.text}: unknown census metric (known: census.largest, census.groups, "
-                         f"census.total, {', '.join(CENSUS_TOP)})")
+                         f"census.total, {', '.join(CENSUS_TOP)}, census.top_frame, census.largest_stack, "
+                         "census.count_at(F))")
 
     def _heapprof(self, ref, phase):
         if self.field("tool") != "heapprof":
@@ -235,6 +249,48 @@ class RunData:
                          "bytes(KIND), blocks(KIND), bytes_by_function(KIND, F), blocks_by_function(KIND, F))")
 
 
+# ---- the census by stack -------------------------------------------------------
+
+# Frames that are the C library's, the loader's or a tool's, not the program's:
+# census.top_frame looks past them. The census marks them itself ("system");
+# for a group without that mark, by name.
+SYSTEM_FUNCTION_PREFIXES = ("__", "pthread_", "sem_", "futex", "start_thread", "clone", "_start",
+                            "___interceptor_", "__interceptor_")
+
+
+def _is_system(frame):
+    if isinstance(frame, dict):
+        if "system" in frame:
+            return bool(frame["system"])
+        frame = frame.get("function") or ""
+    return str(frame).startswith(SYSTEM_FUNCTION_PREFIXES)
+
+
+def census_top_frame(group):
+    """The first frame of a census group's stack outside libc/pthread (and
+    the loader, the sanitizers, threadcheck): where its threads wait in the
+    program's own code. Falls back to the stack's first name."""
+    frames = group.get("frames")
+    if isinstance(frames, list) and frames:
+        for f in frames:
+            if isinstance(f, dict) and f.get("function") and not _is_system(f):
+                return tools.source_name(f["function"])
+    stack = group.get("stack") or []
+    for name in stack:
+        if not _is_system(name):
+            return tools.source_name(name)
+    return tools.source_name(stack[0]) if stack else None
+
+
+def census_functions(group):
+    """Every function name (source-level) on a census group's stack, its
+    system frames included (count_at(pthread_cond_wait) works too)."""
+    names = {tools.source_name(n) for n in group.get("stack") or [] if isinstance(n, str)}
+    names |= {tools.source_name(f.get("function")) for f in group.get("frames") or []
+              if isinstance(f, dict) and f.get("function")}
+    return names
+
+
 def _key(table, name):
     """Option and phase names may have hyphens (hold-ms, after-load), which an
     expression cannot spell: params.hold_ms finds hold-ms."""
@@ -320,16 +376,23 @@ class Verdict:
 
 
 def identity(data):
-    return (data.field("variant"), data.field("tool", "native"),
-            data.field("allocator"), data.field("scale", "seed"))
+    # A sanitizer run's tool is TOOL@RELEASE (lsan@clang-14, even for plain
+    # lsan: run.json's release is the one that ran), so a check may name one release.
+    tool = data.field("tool", "native")
+    release = data.info.get("release")
+    if release and "@" not in tool:
+        tool = f"{tool}@{release}"
+    return (data.field("variant"), tool, data.field("allocator"), data.field("scale", "seed"))
 
 
 def canary_of(data):
-    """True when the run planted a canary (--canary or --canary-thread), False
+    """True when the run planted a canary (--canary, --canary-thread or
+    --canary-stuck-thread), False
     when it did not, None when the start event does not say."""
-    if "canary_bytes" not in data.start and "canary_threads" not in data.start:
+    keys = ("canary_bytes", "canary_threads", "canary_stuck_threads", "canary_orphans")
+    if not any(k in data.start for k in keys):
         return None
-    return bool(data.start.get("canary_bytes") or data.start.get("canary_threads"))
+    return any(bool(data.start.get(k)) for k in keys)
 
 
 def compare(run_dir, expected_path):
@@ -344,7 +407,8 @@ def compare(run_dir, expected_path):
     what = f"{data.field('scenario')} variant={variant} tool={tool} allocator={allocator} scale={scale}"
     if data.info.get("runner_status") == EXIT_SKIP or data.exit_code == EXIT_SKIP:
         return _finish(data, Verdict(EXIT_SKIP, [], f"skipped: the scenario exited 77: {_exit_detail(data)}"))
-    if not checks:
+    truth = truth_rows(data, exp, variant, tool)
+    if not checks and not truth:
         return _finish(data, Verdict(EXIT_FAILED, [], f"no expectations for {what} in {expected_path}"))
 
     rows = []
@@ -353,6 +417,7 @@ def compare(run_dir, expected_path):
     for check in checks:
         outcome = expected.evaluate(check.expect, lambda ref, c=check: data.resolve(ref, c.phase))
         rows.append(_row(check.expect, outcome, check.why))
+    rows.extend(truth)
 
     # A non-zero exit fails the run unless a check states the exit code it expects.
     exit_expected = any(c.mentions_exit_code() for c in checks)
@@ -374,11 +439,114 @@ def compare(run_dir, expected_path):
         result = EXIT_SYSTEM
     elif not exit_expected and code in (EXIT_USAGE, EXIT_SYSTEM):
         result = code  # bad usage and harness failures keep their meaning
-    elif all(r.verdict == "PASS" for r in rows):
+    elif all(r.verdict in ("PASS", "SKIP") for r in rows):  # SKIP: a truth row whose observer is missing
         result = EXIT_OK
     else:
         result = EXIT_FAILED
     return _finish(data, Verdict(result, rows, what))
+
+
+# ---- the zoo's [truth], checked on every native run ---------------------------
+
+# What a native run can observe of a kernel's [truth] (expected.py), at the
+# zoo's "steady" phase: the thread count, the threads that ended and were
+# never joined (counters.unjoined_threads: glibc's descriptors, which zoo.c
+# reads before each phase), the census at the wait sites, and
+# the heap still in use since "baseline". In use is not pinned bytes alone:
+# each instance adds its bookkeeping (channels, structs, each leaked thread's
+# TLS block: measured 1.5-5.7 % of the payload for the exemplars), and the
+# harness adds its own (glibc's per-thread caches, the census's buffers:
+# measured 19.5-26 KB, whatever the scale). The upper bound allows both.
+TRUTH_HEAP_SLACK = 0.10    # x payload_bytes
+TRUTH_HEAP_NOISE = 65536   # bytes
+TRUTH_PHASE, TRUTH_BASELINE = "steady", "baseline"
+HEAP_GROWTH = f"alloc.in_use_bytes - alloc.in_use_bytes@{TRUTH_BASELINE}"
+UNJOINED = "counters.unjoined_threads"
+
+
+def truth_checks(truth, variant):
+    """[(expect, why)] for a variant's truth: the rows every native run gets.
+    Names truth.X are the truth's expressions evaluated for the run."""
+    tv = truth.variants[variant]
+    out = [("threads == 1 + truth.leaked_threads",
+            tv.why or "every leaked thread is still there at steady, plus main; every other thread has ended"),
+           (f"{UNJOINED} == truth.unjoined_threads",
+            "every thread that ended was joined, but the truth's unjoined ones (glibc keeps their descriptors)")]
+    if tv.wait_site:
+        total = " + ".join(f"census.count_at({s})" for s in tv.wait_site)
+        out.append((f"{total} == truth.leaked_threads",
+                    f"each leaked thread waits in {' or '.join(tv.wait_site)} ({', '.join(tv.primitive)})"))
+        if len(tv.wait_site) > 1:
+            out += [(f"census.count_at({s}) >= truth.instances", f"every instance leaves a thread in {s}")
+                    for s in tv.wait_site]
+    else:
+        out += [(f"census.count_at({s}) == 0", f"no thread is left where the leaky code waits ({s})")
+                for s in truth.wait_sites()]
+    if tv.value("pinned_bytes", 1):
+        out.append((f"{HEAP_GROWTH} >= truth.pinned_bytes", "the leaked threads still hold their payload"))
+    out.append((f"{HEAP_GROWTH} <= truth.pinned_bytes + {TRUTH_HEAP_SLACK} * payload_bytes + {TRUTH_HEAP_NOISE}",
+                "nothing beyond the pinned payload is held, but each instance's bookkeeping and the harness's "
+                "own (comparer.TRUTH_HEAP_SLACK, TRUTH_HEAP_NOISE)"))
+    return out
+
+
+def truth_rows(data, exp, variant, tool):
+    """The [truth] rows of a native run (none for a tool run or a file
+    without [truth]). A row that disagrees with the run FAILs."""
+    truth = exp.truth
+    if truth is None or expected.split_tool(tool)[0] != "native":
+        return []
+    if variant not in truth.variants:
+        return [Row("truth", "-", "ERROR", "ERROR",
+                    detail=f"[truth] has no table for variant '{variant}' (it has: {', '.join(truth.variants)})")]
+    instances = (data.start.get("params") or {}).get("instances")
+    if not isinstance(instances, int) or isinstance(instances, bool):
+        return [Row("truth", "-", "ERROR", "ERROR",
+                    detail="the start event has no params.instances: is this a zoo kernel (ll_zoo_main)?")]
+    tv = truth.variants[variant]
+
+    def resolve(ref):
+        if ref.name.startswith("truth."):
+            key = ref.name[len("truth."):]
+            if key == "instances":
+                return instances
+            if key not in expected.TRUTH_EXPRESSIONS:
+                raise Unresolved(f"{ref.text}: the truth has {', '.join(expected.TRUTH_EXPRESSIONS)}, instances")
+            return tv.value(key, instances)
+        return data.resolve(ref, TRUTH_PHASE)
+
+    rows = []
+    for expect, why in truth_checks(truth, variant):
+        if "census.count_at" in expect and "census.count_at" not in expected.FUNCTIONS:
+            rows.append(Row(f"truth: {expect}", "-", "-", "SKIP",
+                            detail="census.count_at is not available in this tree (the census by stack, issue 11)"))
+            continue
+        if expect.startswith(UNJOINED) and not _unjoined_observed(data):
+            rows.append(Row(f"truth: {expect}", "-", "-", "SKIP",
+                            detail=f"the run has no {UNJOINED} >= 0 at {TRUTH_PHASE}: glibc's thread "
+                                   "descriptors could not be read (not glibc?), or a kernel built before zoo.c counted them"))
+            continue
+        rows.append(_row(f"truth: {expect}", expected.evaluate(expect, resolve), why))
+    return rows
+
+
+def _unjoined_observed(data):
+    """Whether the run's steady snapshot counted the unjoined threads."""
+    try:
+        value = data.resolve(expected.Ref(UNJOINED, text=UNJOINED), TRUTH_PHASE)
+    except Unresolved:
+        return False
+    return isinstance(value, (int, float)) and value >= 0
+
+
+def truth_of_run(exp, variant, instances):
+    """The truth of one run, evaluated: {"leaks", "leaked_threads",
+    "unjoined_threads", "pinned_bytes", "orphaned"} (None without a truth)."""
+    if exp is None or exp.truth is None or variant not in exp.truth.variants or not isinstance(instances, int):
+        return None
+    tv = exp.truth.variants[variant]
+    values = {k: tv.value(k, instances) for k in expected.TRUTH_EXPRESSIONS}
+    return {"leaks": any(values.values()), **values, "orphaned": tv.orphaned}
 
 
 def _exit_detail(data):

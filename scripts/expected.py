@@ -6,7 +6,11 @@
 #   [[check]]                            one per expectation
 #   variant = "leaky"                    required; a string or a list; "any"
 #   tool = "native"                      default native; heapprof, memcheck, heapcheck,
-#                                        lsan, asan, tsan, heaptrack, any
+#                                        lsan, asan, tsan, heaptrack, any; a release of a
+#                                        sanitizer: lsan@clang-14 (only that release;
+#                                        plain lsan selects every release); a check or
+#                                        [[args]] that names a release needs a `why`
+#                                        with the measured evidence
 #   allocator = "any"                    default any; glibc, tcmalloc, jemalloc
 #   scale = "any"                        default any; quick, seed
 #   canary = true                        default any: true = only runs with a canary
@@ -18,6 +22,7 @@
 #   [[args]]                             scenario options for matching runs
 #   tool = "memcheck"                    (same selectors as a check, default any)
 #   options = ["--workers", "200"]       options given after `--` win
+#   why = "..."                          optional; required when tool names a release
 #
 #   [[driver]]                           act on a scenario event
 #   on = "listening"                     event name
@@ -27,10 +32,18 @@
 #   send = "load-done"                   optional word written on the scenario's stdin
 #                                        (after `run` exited 0)
 #
+#   [truth]                              a zoo kernel's ground truth, per variant: leaked
+#                                        threads, wait sites, pinned bytes (see "The zoo's
+#                                        [truth]" at the end of this file)
+#
 # Names in expressions: snapshot metrics by dotted path (threads, rss_bytes,
 # alloc.in_use_bytes, counters.X), census.largest / groups / total /
-# top_state / top_wchan / top_syscall, t (phase time), any of them at another
-# phase as NAME@PHASE; run-level start-event fields (payload_bytes, workers,
+# top_state / top_wchan / top_syscall, the census by stack: census.top_frame
+# (the first frame outside libc, the loader and threadcheck of the largest
+# group's stack, e.g. "writer_wait"), census.largest_stack (that stack,
+# " <- "-joined: "writer_wait <- writer_leaky <- start_thread <- __clone3"),
+# census.count_at(F) (threads in groups whose stack holds function F), t
+# (phase time), any of them at another phase as NAME@PHASE; run-level start-event fields (payload_bytes, workers,
 # canary_bytes, params.NAME), exit_code, wall_s; heapprof.top_function,
 # top_share (0..1), top_bytes, total_bytes, bytes(F), flat_bytes(F),
 # cum_bytes(F); memcheck.KIND_bytes / KIND_blocks (KIND: definitely_lost,
@@ -48,19 +61,24 @@ import ast
 import keyword
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack")
+TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans")
 ALLOCATORS = ("glibc", "tcmalloc", "jemalloc")
 SCALES = ("quick", "seed")
+# Tools with releases, selected as TOOL@RELEASE (lsan@clang-19, tsan@gcc-12):
+# a sanitizer's release is the compiler that built it (scripts/sanitizer.py).
+RELEASE_TOOLS = ("lsan", "asan", "tsan")
+RELEASE = re.compile(r"(clang|gcc)-\d+")
 
 # Keys a [[check]] table may carry; anything else is a typo that would silently
 # widen or narrow what the check applies to, so it is refused.
 CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why"}
-ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options"}
+ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options", "why"}
 DRIVER_KEYS = {"on", "run", "send", "variant", "tool", "allocator", "scale"}
-TOP_KEYS = {"summary", "check", "args", "driver"}
+TOP_KEYS = {"summary", "check", "args", "driver", "truth"}
 
 # Functions an expression may call: name -> number of arguments. Every other
 # call is rejected by the whitelist.
@@ -74,6 +92,7 @@ FUNCTIONS = {
     "tool.blocks": 1,
     "tool.bytes_by_function": 2,
     "tool.blocks_by_function": 2,
+    "census.count_at": 1,
 }
 
 OPS = {
@@ -130,7 +149,7 @@ class Check:
     def applies(self, variant, tool, allocator, scale, canary=None):
         # A canary-specific check applies only when the run's canary is known
         # and the same; an unknown canary (None) matches only "any".
-        return (_match(self.variant, variant) and _match(self.tool, tool)
+        return (_match(self.variant, variant) and _match_tool(self.tool, tool)
                 and _match(self.allocator, allocator) and _match(self.scale, scale)
                 and (self.canary is None or self.canary == canary))
 
@@ -147,7 +166,7 @@ class Selector:
     scale: tuple = ("any",)
 
     def applies(self, variant, tool, allocator, scale):
-        return (_match(self.variant, variant) and _match(self.tool, tool)
+        return (_match(self.variant, variant) and _match_tool(self.tool, tool)
                 and _match(self.allocator, allocator) and _match(self.scale, scale))
 
 
@@ -173,6 +192,7 @@ class Expected:
     checks: list = field(default_factory=list)
     args: list = field(default_factory=list)
     drivers: list = field(default_factory=list)
+    truth: "Truth | None" = None   # a zoo kernel's [truth] table (see "The zoo's [truth]" below)
 
     def applicable(self, variant, tool, allocator, scale, canary=None):
         return [c for c in self.checks if c.applies(variant, tool, allocator, scale, canary)]
@@ -193,6 +213,30 @@ def _match(accepted, actual):
     return "any" in accepted or actual in accepted
 
 
+def _match_tool(accepted, actual):
+    """A tool selector: "lsan" selects every release of lsan (a run of
+    lsan@clang-14 or lsan@gcc-12), "lsan@clang-14" that release only."""
+    if _match(accepted, actual):
+        return True
+    return bool(actual) and "@" in actual and actual.split("@", 1)[0] in accepted
+
+
+def split_tool(text):
+    """'lsan@clang-19' -> ('lsan', 'clang-19'); 'memcheck' -> ('memcheck', None)."""
+    tool, _, release = (text or "").partition("@")
+    return tool, release or None
+
+
+def release_tool_error(text):
+    """Why TOOL@RELEASE is not a valid tool name, or None."""
+    tool, release = split_tool(text)
+    if tool not in RELEASE_TOOLS:
+        return f"'{text}': only {', '.join(RELEASE_TOOLS)} have releases"
+    if not RELEASE.fullmatch(release or ""):
+        return f"'{text}': a release is clang-N or gcc-N (the compiler that built the sanitizer), e.g. {tool}@clang-19"
+    return None
+
+
 def _choice(table, key, where, allowed, default):
     value = table.get(key, default)
     values = (value,) if isinstance(value, str) else value
@@ -207,10 +251,25 @@ def _choice(table, key, where, allowed, default):
     return tuple(values)
 
 
+def _tool_choice(table, where, default):
+    values = _choice(table, "tool", where, None, default)
+    for v in values:
+        if v == "any" or v in TOOLS:
+            continue
+        why = release_tool_error(v) if "@" in v else None
+        if why or "@" not in v:
+            raise ExpectedFileError(f"{where}: tool = '{v}' (accepted: any, {', '.join(TOOLS)}, or TOOL@RELEASE "
+                                    f"such as lsan@clang-19{': ' + why if why else ''})")
+    if any("@" in v for v in values) and not str(table.get("why", "")).strip():
+        raise ExpectedFileError(f"{where}: names a release ({', '.join(v for v in values if '@' in v)}): "
+                                "give a `why` with the measured evidence that this release differs")
+    return values
+
+
 def _selector(table, where, default_tool="any"):
     return Selector(
         variant=_choice(table, "variant", where, None, "any"),
-        tool=_choice(table, "tool", where, TOOLS, default_tool),
+        tool=_tool_choice(table, where, default_tool),
         allocator=_choice(table, "allocator", where, ALLOCATORS, "any"),
         scale=_choice(table, "scale", where, SCALES, "any"))
 
@@ -273,6 +332,8 @@ def load(path):
         if not run and send is None:
             raise ExpectedFileError(f"{where}: give 'run', 'send' or both")
         exp.drivers.append(DriverStep(_selector(table, where), table["on"], run, send))
+    if "truth" in data:
+        exp.truth = load_truth(data["truth"], str(path))
     return exp
 
 
@@ -327,9 +388,15 @@ def parse(expect):
     if re.search(r"(?<![\w.])_", _LEX.sub(" ", expect)):
         raise ExpressionError("names may not start with '_'")
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():  # "1if x": Python warns and guesses; an expect line is refused
+            warnings.simplefilter("error", SyntaxWarning)
+            tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as e:
         raise ExpressionError(f"not a valid expression: {e.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as e:  # a NUL byte; nesting past the parser's stack
+        raise ExpressionError(f"not a valid expression: {e}") from None
+    if _depth(tree) > MAX_DEPTH:  # _eval recurses once per level (fuzz/expected found 1,000 unary '+')
+        raise ExpressionError(f"nested more than {MAX_DEPTH} deep")
     body = tree.body
     if not isinstance(body, ast.Compare) or len(body.ops) != 1:
         raise ExpressionError("expect must be LEFT OP RIGHT with exactly one of >= <= == != > <")
@@ -343,6 +410,19 @@ def parse(expect):
 
 _ALLOWED = (ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.Mult, ast.Div,
             ast.USub, ast.UAdd, ast.Constant, ast.Name, ast.Load)
+
+
+MAX_DEPTH = 100  # far beyond any real expect line, far below the interpreter's recursion limit
+
+
+def _depth(tree):
+    """How deep the tree nests, counted without recursion."""
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _whitelist(node, refs):
@@ -413,9 +493,246 @@ def evaluate(expect, resolve):
         return Outcome("ERROR", op=op, detail=str(e), is_bytes=is_bytes)
     except ExpressionError as e:
         return Outcome("ERROR", op=op, detail=f"malformed expect: {e}", is_bytes=is_bytes)
+    except OverflowError as e:  # an int past a float's range met a float (fuzz/expected found it)
+        return Outcome("ERROR", op=op, detail=f"arithmetic overflow: {e}", is_bytes=is_bytes)
     if isinstance(lv, str) != isinstance(rv, str):
         return Outcome("ERROR", op, lv, rv, "compares a string with a number", is_bytes)
     if isinstance(lv, str) and op not in ("==", "!="):
         return Outcome("ERROR", op, lv, rv, "strings compare only with == or !=", is_bytes)
     ok = _COMPARE[op](lv, rv)
     return Outcome("PASS" if ok else "FAIL", op, lv, rv, "", is_bytes)
+
+
+# ---- the zoo's [truth] -------------------------------------------------------
+#
+# A zoo kernel's expected file (expected/zoo/KERNEL.toml) states what the
+# kernel leaks, written from its code and its Go original before any tool
+# is run, in a form a program can read:
+#
+#   [truth]
+#   pattern = "one line: the leak pattern"
+#   origin = "GoKer cockroach#10214" / "LeakProf NCastLeak" / "C only"
+#   go_test = "Cockroach10214"           the Go runtime's test of the original (optional)
+#   go_leaks = ['regex', ...]            what goroutineleakprofile_test.go expects Go's
+#                                        goroutineleak profile to report for it ([] for C only)
+#   go_flaky = true                      the Go test calls it flaky (makeFlakyTest)
+#
+#   [truth.leaky]                        one table per variant, every variant of the kernel
+#   leaked_threads = "2 * instances"     live threads that can never run again
+#   unjoined_threads = "instances"       finished, never joined (default "0"; TSan's thread leak;
+#                                        observed as counters.unjoined_threads, zoo.c)
+#   wait_site = ["f", "g"]               the function each leaked thread is blocked in
+#                                        (a string, or a list where they wait in different places)
+#   primitive = ["mutex", "mutex"]       what it waits on: one of PRIMITIVES, or a list beside wait_site
+#   pinned_bytes = "instances * 65536"   heap only the leaked threads keep alive (the kernel's payload)
+#   orphaned = true                      no thread that can still run and no global reaches the
+#                                        object the leaked threads wait on (what a reachability
+#                                        analysis such as Go's goroutineleak profile can prove)
+#   why = "..."                          optional: printed when a truth row fails
+#
+# Expressions are numbers, `instances` (the run's --instances), + - * / and
+# parentheses, and must grow linearly with instances (f(N) = N x f(1)): a
+# leak found by accumulation. A variant that leaks no thread gives no
+# wait_site, primitive or orphaned. The comparer checks what a native run can
+# observe of the truth on every native run (comparer.truth_rows), so the
+# truth cannot drift from the code; tools never edit it.
+
+PRIMITIVES = ("mutex", "rwlock", "cond", "barrier", "chan_send", "chan_recv", "select", "counter_wait",
+              "join", "pipe_read", "socket_read")
+TRUTH_TOP_KEYS = {"pattern", "origin", "go_test", "go_leaks", "go_flaky"}
+TRUTH_VARIANT_KEYS = {"leaked_threads", "unjoined_threads", "wait_site", "primitive", "pinned_bytes",
+                      "orphaned", "why"}
+TRUTH_EXPRESSIONS = ("leaked_threads", "unjoined_threads", "pinned_bytes")
+
+
+@dataclass
+class TruthVariant:
+    variant: str
+    leaked_threads: str
+    pinned_bytes: str
+    unjoined_threads: str = "0"
+    wait_site: tuple = ()
+    primitive: tuple = ()     # one per wait_site
+    orphaned: bool | None = None
+    why: str = ""
+
+    def value(self, name, instances):
+        """An expression of the truth (leaked_threads, unjoined_threads,
+        pinned_bytes) evaluated for a run of `instances` instances."""
+        return truth_value(getattr(self, name), instances)
+
+    def leaks(self, instances=1):
+        return any(self.value(n, instances) for n in TRUTH_EXPRESSIONS)
+
+
+@dataclass
+class Truth:
+    pattern: str
+    origin: str
+    go_test: str = ""
+    go_leaks: tuple = ()
+    go_flaky: bool = False
+    variants: dict = field(default_factory=dict)   # name -> TruthVariant
+
+    def wait_sites(self):
+        """Every wait site of every variant, in order, once."""
+        return tuple(dict.fromkeys(s for v in self.variants.values() for s in v.wait_site))
+
+
+def _truth_ast(text):
+    if len(str(text)) > 200:
+        raise ExpressionError(f"'{str(text)[:40]}...': longer than 200 characters")
+    try:
+        tree = ast.parse(str(text).strip(), mode="eval")
+    except SyntaxError as e:
+        raise ExpressionError(f"'{text}' is not an expression: {e.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as e:
+        raise ExpressionError(f"'{text[:40]}' is not an expression ({type(e).__name__})") from None
+    for node in ast.walk(tree.body):
+        if isinstance(node, ast.Name) and node.id != "instances":
+            raise ExpressionError(f"'{text}': name '{node.id}' (only `instances` and numbers)")
+        if isinstance(node, ast.Constant) and (isinstance(node.value, bool)
+                                               or not isinstance(node.value, (int, float))):
+            raise ExpressionError(f"'{text}': constant {node.value!r} (only numbers)")
+        if not isinstance(node, (ast.BinOp, ast.UnaryOp, ast.Add, ast.Sub, ast.Mult, ast.Div, ast.USub,
+                                 ast.Constant, ast.Name, ast.Load)):
+            raise ExpressionError(f"'{text}': '{type(node).__name__}' is not allowed (numbers, instances, + - * /)")
+    return tree.body
+
+
+def truth_value(text, instances):
+    """Evaluates a truth expression for `instances`; an int when whole."""
+    def ev(node):
+        if isinstance(node, ast.Constant):
+            return node.value
+        if isinstance(node, ast.Name):
+            return instances
+        if isinstance(node, ast.UnaryOp):
+            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
+        a, b = ev(node.left), ev(node.right)
+        if isinstance(node.op, ast.Add):
+            return a + b
+        if isinstance(node.op, ast.Sub):
+            return a - b
+        if isinstance(node.op, ast.Mult):
+            return a * b
+        if b == 0:
+            raise ExpressionError(f"'{text}': division by zero")
+        return a / b
+    value = ev(_truth_ast(text))
+    return int(value) if float(value).is_integer() else value
+
+
+def _truth_list(table, key, where):
+    value = table.get(key, ())
+    values = (value,) if isinstance(value, str) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) and v for v in values):
+        raise ExpectedFileError(f"{where}: '{key}' must be a string or a list of strings")
+    return tuple(values)
+
+
+def load_truth(table, where):
+    """Validates a [truth] table into a Truth; raises ExpectedFileError naming the spot."""
+    where = f"{where}: [truth]"
+    if not isinstance(table, dict):
+        raise ExpectedFileError(f"{where} must be a table")
+    variants = {k: v for k, v in table.items() if isinstance(v, dict)}
+    _unknown_keys({k: v for k, v in table.items() if k not in variants}, TRUTH_TOP_KEYS, where)
+    for key in ("pattern", "origin"):
+        if not isinstance(table.get(key), str) or not table[key].strip():
+            raise ExpectedFileError(f"{where}: '{key}' is required (one line)")
+    go_flaky = table.get("go_flaky", False)
+    if not isinstance(go_flaky, bool):
+        raise ExpectedFileError(f"{where}: 'go_flaky' must be true or false")
+    go_leaks = _truth_list(table, "go_leaks", where)
+    for leak in go_leaks:
+        try:
+            re.compile(leak)
+        except re.error as e:
+            raise ExpectedFileError(f"{where}: go_leaks '{leak}' is not a regular expression: {e}") from None
+    truth = Truth(pattern=table["pattern"].strip(), origin=table["origin"].strip(),
+                  go_test=str(table.get("go_test", "")), go_leaks=go_leaks, go_flaky=go_flaky)
+    if not variants:
+        raise ExpectedFileError(f"{where}: no variant table ([truth.leaky], [truth.fixed], ...)")
+    for name, v in variants.items():
+        truth.variants[name] = _truth_variant(name, v, f"{where[:-len('[truth]')]}[truth.{name}]")
+    if not any(v.leaks() for v in truth.variants.values()):
+        raise ExpectedFileError(f"{where}: no variant leaks anything: a zoo kernel shows a leak and its fix")
+    return truth
+
+
+def _truth_variant(name, table, where):
+    _unknown_keys(table, TRUTH_VARIANT_KEYS, where)
+    for key in ("leaked_threads", "pinned_bytes"):
+        if key not in table:
+            raise ExpectedFileError(f"{where}: missing required key '{key}'")
+    exprs = {}
+    for key in TRUTH_EXPRESSIONS:
+        text = table.get(key, "0")
+        if isinstance(text, bool) or not isinstance(text, (str, int)):
+            raise ExpectedFileError(f"{where}: '{key}' must be an expression of instances, e.g. \"2 * instances\"")
+        text = str(text)
+        try:
+            one, two, many = (truth_value(text, n) for n in (1, 2, 1000))
+        except ExpressionError as e:
+            raise ExpectedFileError(f"{where}: {key}: {e}") from None
+        if not all(isinstance(x, int) and x >= 0 for x in (one, two, many)):
+            raise ExpectedFileError(f"{where}: {key} = '{text}' must be a whole number >= 0 for every instances "
+                                    f"(1: {one}, 2: {two}, 1000: {many})")
+        if two != 2 * one or many != 1000 * one:
+            raise ExpectedFileError(f"{where}: {key} = '{text}' does not grow linearly with instances "
+                                    f"(1: {one}, 2: {two}, 1000: {many}): a zoo leak is N x one call's")
+        exprs[key] = text
+    sites = _truth_list(table, "wait_site", where)
+    prims = _truth_list(table, "primitive", where)
+    orphaned = table.get("orphaned")
+    leaked = truth_value(exprs["leaked_threads"], 1)
+    if leaked:
+        if not sites or not prims or orphaned is None:
+            raise ExpectedFileError(f"{where}: a variant that leaks threads gives wait_site, primitive and orphaned")
+        if len(prims) == 1 and len(sites) > 1:
+            prims = prims * len(sites)
+        if len(prims) != len(sites):
+            raise ExpectedFileError(f"{where}: {len(sites)} wait_site(s) but {len(prims)} primitive(s): "
+                                    "give one primitive, or one per wait site")
+        if len(sites) > leaked:
+            raise ExpectedFileError(f"{where}: {len(sites)} wait sites for {leaked} leaked thread(s) per instance")
+        if len(set(sites)) != len(sites):
+            raise ExpectedFileError(f"{where}: a wait_site is listed twice")
+        for s in sites:
+            if not re.fullmatch(r"[A-Za-z_]\w*", s):
+                raise ExpectedFileError(f"{where}: wait_site '{s}' is not a function name")
+        for p in prims:
+            if p not in PRIMITIVES:
+                raise ExpectedFileError(f"{where}: primitive = '{p}' (accepted: {', '.join(PRIMITIVES)})")
+        if not isinstance(orphaned, bool):
+            raise ExpectedFileError(f"{where}: 'orphaned' must be true or false")
+    elif sites or prims or orphaned is not None:
+        raise ExpectedFileError(f"{where}: leaks no thread, so it has no wait_site, primitive or orphaned")
+    return TruthVariant(variant=name, leaked_threads=exprs["leaked_threads"], pinned_bytes=exprs["pinned_bytes"],
+                        unjoined_threads=exprs["unjoined_threads"], wait_site=sites, primitive=prims,
+                        orphaned=orphaned, why=str(table.get("why", "")))
+
+
+# ---- where expected files are ----------------------------------------------------
+
+# Groups of scenarios a command may name instead of listing them: the zoo's
+# kernels keep their expected files in expected/zoo/.
+GROUPS = {"zoo": "zoo"}
+
+
+def path_for(scenario, expected_dir):
+    """expected/SCENARIO.toml, or expected/zoo/SCENARIO.toml for a zoo kernel
+    (the first that exists; the first when neither does)."""
+    expected_dir = Path(expected_dir)
+    for folder in ("", *GROUPS.values()):
+        path = expected_dir / folder / f"{scenario}.toml"
+        if path.exists():
+            return path
+    return expected_dir / f"{scenario}.toml"
+
+
+def scenarios_in(expected_dir, group=None):
+    """Names with an expected file: at the top (group None), or in a group's folder."""
+    folder = Path(expected_dir) / (GROUPS[group] if group else "")
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []

@@ -43,6 +43,7 @@ def command(spec, binary_path, run_dir, head, options):
         "PPROF_PATH": heapprof.pprof_path(),
         # Its heap dumps (named in the report's pprof hint) go to the run directory, not /tmp.
         "HEAP_CHECK_DUMP_DIRECTORY": str(Path(run_dir) / DUMP_DIR),
+        **heapprof.pprof_tools_env(),
     }
     lib = os.environ.get(ENV_TCMALLOC)
     if lib:

@@ -204,8 +204,60 @@ def summarize(text_bytes, stacks_text=None):
     }
 
 
+NM_WITHOUT_PLUGINS = Path(__file__).resolve().parent / "nm-without-plugins"
+
+
+def pprof_tools_env():
+    """The environment google-pprof runs with (this module's renderings, and
+    the heap checker's at exit): nm without binutils' LTO plugins, which cost
+    most of a rendering (scripts/nm-without-plugins says why). A PPROF_TOOLS
+    the user set is kept as it is."""
+    if os.environ.get("PPROF_TOOLS"):
+        return {}
+    tools_ = {"nm": str(NM_WITHOUT_PLUGINS)}
+    for tool in ("addr2line", "objdump", "c++filt"):  # a PPROF_TOOLS must name every tool pprof uses
+        tools_[tool] = shutil.which(tool) or tool
+    return {"PPROF_TOOLS": ",".join(f"{k}:{v}" for k, v in tools_.items())}
+
+
+def megabytes_text(text_bytes):
+    """`pprof --text --inuse_space` (MB, the text a person reads) from the
+    --show_bytes text of the same profile, as google-pprof prints it (its
+    PrintText, Unparse and Units: the same rows in the same order, each
+    figure in 2^20-byte MB with one decimal), instead of a fourth pprof run
+    that would symbolize every library again."""
+    out = []
+    for line in text_bytes.splitlines():
+        total = _TOTAL.match(line.strip())
+        if total and total.group(2) == "B":
+            out.append(f"Total: {int(total.group(1)) / 1048576.0:.1f} MB")
+            continue
+        row = _ROW.match(line)
+        if row:
+            flat, p1, p2, cum, p3, sym = row.groups()
+            out.append("%8s %6s %6s %8s %6s %s" % (f"{int(flat) / 1048576.0:.1f}", p1 + "%", p2 + "%",
+                                                   f"{int(cum) / 1048576.0:.1f}", p3 + "%", sym))
+    return "\n".join(out) + "\n"
+
+
+def in_use_only(profile, out_path):
+    """Writes a copy of a (checked) heap profile without its records of no
+    in-use memory: what an --inuse_space rendering shows is unchanged, but
+    google-pprof symbolizes every address of every record, and most records
+    are allocations long freed (at steady, each census' symbolizer: libdw,
+    libelf, zlib), so each rendering spent most of its time on libraries
+    nothing in use points into. Returns out_path."""
+    text = Path(profile).read_bytes().decode("latin-1")
+    cut = text.index(MAPS_MARKER)
+    header, *records = text[:cut].split("\n")
+    kept = [line for line in records if (m := _RECORD.match(line)) and int(m.group(2)) > 0]
+    Path(out_path).write_bytes("\n".join([header, *kept]).encode("latin-1") + text[cut:].encode("latin-1"))
+    return out_path
+
+
 def _pprof(pprof, args, out_path):
-    done = subprocess.run([pprof, *args], capture_output=True, text=True, timeout=PPROF_TIMEOUT_S)
+    done = subprocess.run([pprof, *args], capture_output=True, text=True, timeout=PPROF_TIMEOUT_S,
+                          env={**os.environ, **pprof_tools_env()})
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"google-pprof {' '.join(args[:3])} failed: {done.stderr.strip()[-300:]}")
     Path(out_path).write_text(done.stdout)
@@ -219,8 +271,10 @@ def render(binary, run_dir, profiles):
     its summary file; problems are harness failures (truncation, pprof
     errors); notes are harmless (no SVG without graphviz).
 
-    The google-pprof runs (four per profile, each symbolising the binary
-    anew: about a second apiece at seed scale) run side by side, one per
+    The google-pprof runs (three per profile, each symbolising the binary
+    anew: about a second apiece at seed scale, 5 s at quick scale on this
+    machine, mostly nm; they read the in-use records only, in_use_only; the
+    MB text is derived, megabytes_text) run side by side, one per
     core: one after the other they made a seed-scale heapprof run take 3.5x
     the plain run instead of 2.7x."""
     run_dir = Path(run_dir)
@@ -240,12 +294,16 @@ def render(binary, run_dir, profiles):
                 (heap_dir / f"{profile.stem}.json").write_text(json.dumps(
                     {"phase": phase, "profile": str(profile), "truncated": why}, indent=1) + "\n")
                 continue
-            jobs.append((phase, profile, _submit_renderings(pool, pprof, binary, profile, heap_dir)))
-        for phase, profile, futures in jobs:
+            in_use = in_use_only(profile, heap_dir / f"{profile.stem}.in-use.heap")
+            jobs.append((phase, profile, in_use, _submit_renderings(pool, pprof, binary, in_use, profile.stem, heap_dir)))
+        for phase, profile, in_use, futures in jobs:
             stem = profile.stem
+            concurrent.futures.wait(futures.values())
+            in_use.unlink()
             try:
-                futures["txt"].result()
-                summary = summarize(futures["bytes"].result(), futures["stacks"].result())
+                text_bytes = futures["bytes"].result()
+                (heap_dir / f"{stem}.txt").write_text(megabytes_text(text_bytes))
+                summary = summarize(text_bytes, futures["stacks"].result())
             except (RuntimeError, ValueError, subprocess.TimeoutExpired, OSError) as e:
                 problems.append(f"heap profile {profile.name} ({phase}): {e}")
                 continue
@@ -263,13 +321,12 @@ def render(binary, run_dir, profiles):
     return rendered, problems, notes
 
 
-def _submit_renderings(pool, pprof, binary, profile, heap_dir):
-    """Starts the pprof runs for one profile: the text a person reads, the
-    exact bytes and stacks the summary is parsed from, and the call graph."""
+def _submit_renderings(pool, pprof, binary, profile, stem, heap_dir):
+    """Starts the pprof runs for one profile: the exact bytes (from which the
+    text a person reads is derived) and stacks the summary is parsed from,
+    and the call graph."""
     base = [str(binary), str(profile)]
-    stem = profile.stem
     runs = {
-        "txt": (["--text", "--inuse_space", *base], f"{stem}.txt"),
         "bytes": (["--text", "--inuse_space", "--show_bytes", "--nodecount=100000",
                    "--nodefraction=0", "--edgefraction=0", *base], f"{stem}.bytes.txt"),
         "stacks": (["--text", "--stacks", "--inuse_space", "--show_bytes", *base], f"{stem}.stacks.txt"),

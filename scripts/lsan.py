@@ -15,11 +15,16 @@ LOG = "lsan"  # log_path: the report goes to RUN_DIR/lsan.PID
 
 
 def binary(spec):
-    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def unavailable(spec):
-    return sanitizer.missing(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.missing(spec.build_dir, spec.scenario, NAME, spec.release)
+
+
+def release(spec):
+    """The release this run uses (lsan@clang-19: clang-19; plain lsan: the default binary's)."""
+    return sanitizer.resolved_release(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def command(spec, binary_path, run_dir, head, options):
@@ -30,7 +35,7 @@ def command(spec, binary_path, run_dir, head, options):
 
 
 def versions(spec, binary_path):
-    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME),
+    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME, spec.release),
             "allocator": "sanitizer", "allocator_version": f"LeakSanitizer allocator ({tools.compiler_of(binary_path)})"}
 
 
@@ -45,6 +50,9 @@ def leak_report(name, log, reported_kinds, leak_codes, spec, binary_path, run_di
     errors, notes = [], []
     if parsed["fatal"]:
         errors.append(f"{name}: {parsed['fatal']} (see {', '.join(files)})")
+    blind = sanitizer.unsymbolized(text, sanitizer.resolved_release(spec.build_dir, spec.scenario, name, spec.release))
+    if blind:
+        errors.append(f"{name}: {blind}")
     total = sum(k["bytes"] for k in parsed["kinds"].values())
     blocks = sum(k["blocks"] for k in parsed["kinds"].values())
     if parsed["summary"] and parsed["summary"] != (total, blocks):
@@ -57,5 +65,6 @@ def leak_report(name, log, reported_kinds, leak_codes, spec, binary_path, run_di
     doc = tools.report(name, tool_path=v["tool_path"], tool_version=v["tool_version"],
                        kinds=parsed["kinds"], reported_kinds=reported_kinds, by_function=parsed["by_function"],
                        raw=files[0] if files else None, errors=parsed["errors"],
-                       exit_code=info.get("process_exit_code"), leak_exit_code=sorted(leak_codes)[0])
+                       exit_code=info.get("process_exit_code"), leak_exit_code=sorted(leak_codes)[0],
+                       extra={"crash": sanitizer.crash_text(parsed["crash"])} if parsed["crash"] else None)
     return doc, errors, notes

@@ -9,7 +9,14 @@
 # row: its last variant with the tool's canary planted (--canary, or
 # --canary-thread for ThreadSanitizer); a tool that misses its canary fails its
 # column, which is how a stubbed or broken tool is caught.
+#
+# A column may be a release of a tool, TOOL@RELEASE (lsan@clang-14,
+# lsan@gcc-12: scripts/sanitizer.py), so two releases run side by side and
+# `diff_columns` shows where they differ. A cell may be run R times
+# (--repeat R): it then records how many runs crashed, timed out or gave
+# another verdict ("crashed 2/5"), and is "unstable" unless every run matched.
 
+import collections
 import datetime
 import json
 import os
@@ -24,7 +31,7 @@ import tools
 from runner import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM
 
 # Column order: the classic checker first, then the profilers, the sanitizers, heaptrack.
-MATRIX_TOOLS = ("memcheck", "heapprof", "heapcheck", "lsan", "asan", "tsan", "heaptrack")
+MATRIX_TOOLS = ("memcheck", "heapprof", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans")
 DEFAULT_TOLERANCE = 0.05   # bytes may move 5 % ...
 DEFAULT_FLOOR = 0.10       # ... or by less than 10 % of the row's payload_bytes (see docs/tools.md)
 BASELINES_DIR = runner.REPO / "baselines"
@@ -48,31 +55,99 @@ def plan(scenarios, variants, tools_, include_canaries=True):
 
 
 def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected_dir, timeout_s,
-             announce=None):
-    """Runs one cell through the runner and the comparer; returns the cell dict."""
-    exp_path = Path(expected_dir) / f"{scenario}.toml"
+             announce=None, options=(), repeat=1, progress=None):
+    """Runs one cell through the runner and the comparer (`repeat` times);
+    returns the cell dict. `tool` is a column: TOOL or TOOL@RELEASE;
+    `options` are scenario options that win over the expected file's [[args]]."""
+    exp_path = expected.path_for(scenario, expected_dir)
     allocator = runner.default_allocator(tool)
     cell = {"scenario": scenario, "variant": variant, "tool": tool, "canary": canary,
             "allocator": allocator, "scale": {"scale": scale}}
-    extra = runner.canary_options(tool) if canary else []
-    spec = runner.RunSpec(scenario=scenario, variant=variant, scale=scale, allocator=allocator, tool=tool,
-                          out=out, build_dir=build_dir, timeout_s=timeout_s, options=list(extra))
+    extra = (runner.canary_options(tool) if canary else []) + list(options)
+    base, release = runner.parse_tool(tool)
+    spec = runner.RunSpec(scenario=scenario, variant=variant, scale=scale, allocator=allocator, tool=base,
+                          release=release, out=out, build_dir=build_dir, timeout_s=timeout_s, options=list(extra))
     try:
         exp = expected.load(exp_path)
     except expected.ExpectedFileError as e:
         return {**cell, "status": "error", "reason": f"broken expected file: {e}"}
-    sel = (variant, tool, allocator, scale)
+    sel = (variant, runner.tool_id(spec), allocator, scale)
+    if "@" in sel[1]:
+        cell["release"] = sel[1].partition("@")[2]
     spec.options = runner.merge_options(exp.options_for(*sel), extra)
     spec.drivers = exp.drivers_for(*sel)
     cell["scale"]["options"] = list(spec.options)
-    try:
-        run_dir, info = runner.execute(spec, announce=announce)
-    except runner.Skip as e:
-        return {**cell, "status": "skipped", "reason": str(e)}
-    except runner.Outcome as e:
-        return {**cell, "status": "error", "reason": str(e)}
-    verdict = comparer.compare(run_dir, exp_path)
-    return {**cell, **describe(run_dir, info, verdict)}
+    runs = []
+    for i in range(repeat):
+        try:
+            run_dir, info = runner.execute(spec, announce=announce)
+        except runner.Skip as e:
+            return {**cell, "status": "skipped", "reason": str(e)}
+        except runner.Outcome as e:
+            return {**cell, "status": "error", "reason": str(e)}
+        verdict = comparer.compare(run_dir, exp_path)
+        runs.append(describe(run_dir, info, verdict))
+        if progress and repeat > 1:
+            progress(f"    run {i + 1}/{repeat}: {run_outcome(runs[-1])}"
+                     f"{', ' + str(runs[-1].get('wall_s')) + ' s' if runs[-1].get('wall_s') is not None else ''}")
+    done = {**cell, **summarize(runs)}
+    if exp.truth is not None:  # a zoo kernel: its truth, for the detection summary
+        done["truth"] = comparer.truth_of_run(exp, variant, ((done.get("scale") or {}).get("params") or {}).get("instances"))
+    return done
+
+
+_CRASH = re.compile(r"Sanitizer (has encountered a fatal error|: CHECK failed)|SEGV|deadly signal|stack-overflow")
+
+
+def run_outcome(run):
+    """One run of a cell in a word: timed out, crashed, or its status (match, differs, ...)."""
+    if run.get("timed_out"):
+        return "timed out"
+    if run.get("crashed"):
+        return "crashed" + (f" ({run['crash']})" if run.get("crash") else "")
+    return run["status"]
+
+
+def summarize(runs):
+    """A cell run R times: the representative run's fields (the first run that
+    finished with the most common verdict: what the tool says when it works),
+    plus "stability": how many runs crashed, timed out, gave another verdict
+    than that, or matched the expected file. The cell's status is "match"
+    only when every run matched; runs that failed alike keep their common
+    status; anything else is "unstable"."""
+    finished = [r for r in runs if not r.get("crashed") and not r.get("timed_out")]
+    common = collections.Counter(r.get("verdict") for r in finished).most_common(1)
+    common = common[0][0] if common else None
+    rep = next((r for r in finished if r.get("verdict") == common), runs[0])
+    stability = {
+        "runs": len(runs),
+        "crashed": sum(bool(r.get("crashed")) and not r.get("timed_out") for r in runs),
+        "timed_out": sum(bool(r.get("timed_out")) for r in runs),
+        "verdict_changed": sum(r.get("verdict") != common for r in finished),
+        "matched": sum(r["status"] == "match" for r in runs),
+        "outcomes": [run_outcome(r) for r in runs],
+        "wall_s": [r.get("wall_s") for r in runs],
+        "run_dirs": [r.get("run_dir") for r in runs],
+    }
+    statuses = {r["status"] for r in runs}
+    if stability["matched"] == len(runs):
+        status = "match"
+    elif len(statuses) == 1 and not (stability["crashed"] or stability["timed_out"] or stability["verdict_changed"]):
+        status = rep["status"]
+    else:
+        status = "unstable"
+    return {**rep, "status": status, "stability": stability}
+
+
+def unstable_text(stability):
+    """'crashed 2/5, timed out 1/5' (empty when every run finished alike)."""
+    if not stability:
+        return ""
+    n = stability["runs"]
+    bits = [f"{word} {stability[key]}/{n}" for key, word in
+            (("crashed", "crashed"), ("timed_out", "timed out"), ("verdict_changed", "verdict changed"))
+            if stability.get(key)]
+    return ", ".join(bits)
 
 
 def describe(run_dir, info, verdict):
@@ -103,8 +178,16 @@ def describe(run_dir, info, verdict):
     else:
         status = "differs"
     start = data.start
+    timed_out = bool(info.get("timed_out")) or any("runner timeout" in e for e in info.get("runner_errors", []))
+    # Crashed: the scenario did not finish (a signal, or no end event: a
+    # sanitizer's SEGV handler ended it), or the tool died in its own code.
+    fatal = [e for e in info.get("runner_errors", []) if _CRASH.search(e)]
+    fatal += [k for k in (doc.get("errors") or {}) if _CRASH.search(k)]
+    crashed = not timed_out and (bool(info.get("signal")) or data.end is None or bool(fatal))
+    crash = doc.get("crash") or info.get("signal") or (fatal[0][:120] if fatal else None)
     return {
         "status": status, "result": verdict.code, "message": verdict.message,
+        "crashed": crashed, "timed_out": timed_out, "crash": crash if crashed else None,
         "verdict": doc.get("verdict"), "expected_verdict": expected_verdict, "verdict_ok": verdict_ok,
         "kinds": doc.get("kinds", {}), "reported_kinds": doc.get("reported_kinds", []),
         "reported_bytes": doc.get("reported_bytes"), "reported_blocks": doc.get("reported_blocks"),
@@ -133,18 +216,24 @@ def top_functions(doc, n=5):
     return dict(sorted(totals.items(), key=lambda kv: (-kv[1][0], -kv[1][1]))[:n])
 
 
-def run_matrix(scenarios, variants, tools_, *, scale, build_dir, out, expected_dir, timeout_s, progress=None):
+def run_matrix(scenarios, variants, tools_, *, scale, build_dir, out, expected_dir, timeout_s, progress=None,
+               options=(), repeat=1, canaries=True):
     cells = []
-    todo = plan(scenarios, variants, tools_)
+    todo = plan(scenarios, variants, tools_, include_canaries=canaries)
     for i, (scenario, variant, tool, canary) in enumerate(todo, 1):
         if progress:
-            progress(f"[{i}/{len(todo)}] {scenario} {variant}{' +canary' if canary else ''} under {tool}")
+            progress(f"[{i}/{len(todo)}] {scenario} {variant}{' +canary' if canary else ''} under {tool}"
+                     f"{f' x{repeat}' if repeat > 1 else ''}")
         cell = run_cell(scenario, variant, tool, canary, scale=scale, build_dir=build_dir, out=out,
-                        expected_dir=expected_dir, timeout_s=timeout_s)
+                        expected_dir=expected_dir, timeout_s=timeout_s, options=options, repeat=repeat,
+                        progress=progress)
         if progress:
             progress(f"    {cell_text(cell)}  ({cell['status']}{', ' + str(cell.get('wall_s')) + ' s' if cell.get('wall_s') is not None else ''})")
         cells.append(cell)
-    return document(cells, scenarios, tools_, scale)
+    doc = document(cells, scenarios, tools_, scale)
+    doc.update(options=list(options), repeat=repeat, canaries=canaries,
+               variants={s: list(variants[s]) for s in scenarios})
+    return doc
 
 
 def document(cells, scenarios, tools_, scale):
@@ -152,7 +241,10 @@ def document(cells, scenarios, tools_, scale):
     versions = {}
     for c in cells:
         if c.get("tool_version") or c.get("tool_path"):
-            versions.setdefault(c["tool"], {"tool_path": c.get("tool_path"), "tool_version": c.get("tool_version")})
+            v = versions.setdefault(c["tool"], {"tool_path": c.get("tool_path"), "tool_version": c.get("tool_version")})
+            for key in ("release", "release_version"):  # TOOL@RELEASE columns (and plain sanitizers)
+                if (c.get("versions") or {}).get(key):
+                    v.setdefault(key, c["versions"][key])
     compilers = sorted({c["versions"].get("compiler") for c in cells if c.get("versions", {}).get("compiler")})
     allocators = sorted({f"{c['versions'].get('allocator')}: {c['versions'].get('allocator_version')}"
                          for c in cells if c.get("versions", {}).get("allocator")})
@@ -164,6 +256,7 @@ def document(cells, scenarios, tools_, scale):
         "scale": scale, "scenarios": list(scenarios), "tools": list(tools_),
         "versions": versions, "compilers": compilers, "allocators": allocators,
         "columns": column_status(cells, tools_),
+        "detection": detection(cells, tools_),
         "cells": cells,
     }
 
@@ -196,7 +289,8 @@ def exit_code(doc):
     missed; else 99 if a cell hit a harness failure; else 77 if a cell was
     skipped (a tool is missing: the matrix is not full); else 0."""
     states = {c["status"] for c in doc["cells"]}
-    if states & {"differs", "no expectation"} or {"canary missed", "canary unchecked"} & set(doc["columns"].values()):
+    if states & {"differs", "no expectation", "unstable"} or \
+            {"canary missed", "canary unchecked"} & set(doc["columns"].values()):
         return EXIT_FAILED
     if "error" in states:
         return EXIT_SYSTEM
@@ -231,9 +325,11 @@ def cell_text(cell):
     if cell["verdict"] == tools.REPORTED:
         shown = [k for k in cell.get("reported_kinds", []) if (kinds.get(k) or {}).get("bytes")
                  or (kinds.get(k) or {}).get("blocks")]
-        if shown == ["thread"]:
-            n = kinds["thread"]["blocks"]
+        if len(shown) == 1 and shown[0] in tools.THREAD_KINDS:  # counted in threads, not bytes
+            n = kinds[shown[0]]["blocks"]
             text = f"yes {n} thread{'s' if n != 1 else ''}"
+            if shown[0] != "thread":
+                text += f" {shown[0]}"
         else:
             text = f"yes {size(cell.get('reported_bytes'))}"
             if len(shown) == 1 and shown[0] not in ("leaked", "in_use"):
@@ -243,14 +339,18 @@ def cell_text(cell):
     hidden = (kinds.get("reachable") or {}).get("bytes")
     if hidden:
         text += f" +{size(hidden)} reachable"
-    marks = {"differs": "! ", "no expectation": "? "}
+    stability = cell.get("stability") or {}
+    if stability.get("runs", 1) > 1:
+        text += f" ({unstable_text(stability) or str(stability['runs']) + '/' + str(stability['runs']) + ' alike'})"
+    marks = {"differs": "! ", "no expectation": "? ", "unstable": "! "}
     return marks.get(status, "") + text
 
 
 LEGEND = ("cells: yes = the tool reports a leak (bytes of the kinds it shows by default, or threads), "
           "no = it reports none; +N reachable = still-reachable bytes it counts but does not report; "
           "'!' differs from the expected file, '?' the expected file gives no verdict; "
-          "skip = tool not installed, ERROR = harness failure")
+          "skip = tool not installed, ERROR = harness failure; with --repeat R: (R/R alike) every run "
+          "finished with the same verdict, (crashed N/R, timed out N/R, verdict changed N/R) it did not")
 
 
 def row_label(scenario, variant, canary, tool=None):
@@ -290,6 +390,7 @@ def table(doc):
         out.append(line)
     for line in notes(doc):
         out.append(line)
+    out += detection_text(doc)
     return "\n".join(out)
 
 
@@ -326,6 +427,12 @@ def notes(doc):
                        f"observed {f['observed']}{detail}")
         if c["status"] == "no expectation":
             out.append(f"{where}: no expectation in expected/{c['scenario']}.toml for tool {c['tool']}")
+        stability = c.get("stability") or {}
+        if c["status"] == "unstable" or unstable_text(stability):
+            crashes = sorted({r for r in [c.get("crash")] if r})
+            out.append(f"{where}: {unstable_text(stability) or 'unstable'} over {stability.get('runs')} runs "
+                       f"({', '.join(stability.get('outcomes', []))})"
+                       + (f"; crash: {crashes[0]}" if crashes else ""))
     return out
 
 
@@ -339,7 +446,7 @@ def scale_text(cell):
         # The canary and the watchdog are not scale.
         if o.startswith(("--timeout=", "--workers=", "--connections=")):
             continue
-        if skip or o in ("--canary", "--canary-thread"):
+        if skip or o in ("--canary", "--canary-thread", "--canary-stuck-thread", "--canary-orphan"):
             skip = False
             continue
         if o == "--timeout" or (o in ("--workers", "--connections") and s.get("workers") is not None):
@@ -385,6 +492,7 @@ def markdown(doc):
     extra = notes(doc)
     if extra:
         out += ["", "Notes:", ""] + [f"- {esc(n)}" for n in extra]
+    out += detection_markdown(doc)
     return "\n".join(out) + "\n"
 
 
@@ -394,6 +502,91 @@ def write(doc, out_dir):
     (out_dir / "matrix.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out_dir / "matrix.md").write_text(markdown(doc))
     return out_dir / "matrix.json", out_dir / "matrix.md"
+
+
+# ---- the zoo's detection summary -------------------------------------------------
+# For each tool, over the rows with a [truth] (the zoo's kernels): how many
+# leaky kernels it reports (recall, naming the ones it misses) and how many
+# fixed twins it reports all the same (false positives). A tool reports a
+# kernel's leak when it reports the leaked threads (a kind of
+# tools.THREAD_KINDS with blocks > 0) or at least the kernel's pinned bytes
+# (the truth, evaluated for the cell's --instances); a fixed twin is reported
+# when the tool's verdict is "reported" at all.
+
+DETECTION_DEFINITION = ("detected = the tool reports the leaked threads (a thread kind: "
+                        + ", ".join(tools.THREAD_KINDS) + ") or at least the kernel's pinned bytes; "
+                        "false positive = a fixed twin the tool reports anything for")
+
+
+def row_name(cell):
+    return cell["scenario"] if cell["variant"] in ("leaky", "fixed") else f"{cell['scenario']}/{cell['variant']}"
+
+
+def detects(cell):
+    """Whether a cell of a leaky kernel reports its leak (None: not run)."""
+    if cell.get("status") in ("skipped", "error") or cell.get("verdict") is None:
+        return None
+    kinds, shown = cell.get("kinds") or {}, cell.get("reported_kinds") or []
+    threads = sum((kinds.get(k) or {}).get("blocks") or 0 for k in tools.THREAD_KINDS if k in shown)
+    pinned = (cell.get("truth") or {}).get("pinned_bytes") or 0
+    return threads > 0 or (pinned > 0 and (cell.get("reported_bytes") or 0) >= pinned)
+
+
+def detection(cells, tools_):
+    """{tool: {"leaky", "detected", "missed", "fixed", "false_positives",
+    "not_run"}} over the cells with a truth (canary rows left out); {}
+    when the matrix has no zoo kernel."""
+    zoo = [c for c in cells if c.get("truth") and not c["canary"]]
+    if not zoo:
+        return {}
+    out = {}
+    for tool in tools_:
+        mine = [c for c in zoo if c["tool"] == tool]
+        leaky = [c for c in mine if c["truth"]["leaks"]]
+        fixed = [c for c in mine if not c["truth"]["leaks"]]
+        ran = lambda c: detects(c) is not None  # noqa: E731
+        out[tool] = {
+            "leaky": sum(map(ran, leaky)),
+            "detected": [row_name(c) for c in leaky if detects(c)],
+            "missed": [row_name(c) for c in leaky if detects(c) is False],
+            "fixed": sum(map(ran, fixed)),
+            "false_positives": [row_name(c) for c in fixed if ran(c) and c["verdict"] == tools.REPORTED],
+            "not_run": [f"{c['scenario']}/{c['variant']}" for c in mine if not ran(c)],
+        }
+    return out
+
+
+def _detection_rows(doc):
+    rows = []
+    for tool, d in doc.get("detection", {}).items():
+        rows.append((tool, f"{len(d['detected'])}/{d['leaky']}", ", ".join(d["missed"]) or "-",
+                     f"{len(d['false_positives'])}/{d['fixed']}", ", ".join(d["false_positives"]) or "-",
+                     ", ".join(d["not_run"]) or "-"))
+    return rows
+
+
+DETECTION_HEAD = ("tool", "recall", "missed", "false positives", "reported fixed twins", "not run")
+
+
+def detection_text(doc):
+    rows = _detection_rows(doc)
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows + [DETECTION_HEAD]) for i in range(len(DETECTION_HEAD))]
+    out = ["", f"Detection summary (zoo; {DETECTION_DEFINITION}):"]
+    out += ["  ".join(f"{v:<{w}}" for v, w in zip(r, widths)).rstrip() for r in [DETECTION_HEAD] + rows]
+    return out
+
+
+def detection_markdown(doc):
+    rows = _detection_rows(doc)
+    if not rows:
+        return []
+    out = ["", "## Detection summary (zoo)", "", DETECTION_DEFINITION[0].upper() + DETECTION_DEFINITION[1:] + ".", ""]
+    out.append("| " + " | ".join(DETECTION_HEAD) + " |")
+    out.append("|" + "---|" * len(DETECTION_HEAD))
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
 
 
 # ---- baselines ----------------------------------------------------------------------
@@ -409,7 +602,12 @@ def to_baseline(doc, name, tolerance=DEFAULT_TOLERANCE, floor=DEFAULT_FLOOR):
     keep = dict(doc)
     keep["name"] = name
     keep["tolerance"] = {"relative": tolerance, "payload_floor": floor}
-    keep["cells"] = [{k: v for k, v in c.items() if k != "run_dir"} for c in doc["cells"]]
+    keep["cells"] = []
+    for c in doc["cells"]:
+        c = {k: v for k, v in c.items() if k != "run_dir"}
+        if c.get("stability"):
+            c["stability"] = {k: v for k, v in c["stability"].items() if k != "run_dirs"}
+        keep["cells"].append(c)
     return keep
 
 
@@ -465,8 +663,63 @@ def diff_cells(old, new, tolerance=DEFAULT_TOLERANCE, floor=DEFAULT_FLOOR):
         failed = "; ".join(f"{f['check']}: observed {f.get('observed')}"
                            + (f" ({f['detail'][:160]})" if f.get("detail") else "")
                            for f in new.get("failed_checks", [])) or new.get("message", "")
+        if new.get("status") == "unstable" and not failed:
+            failed = unstable_text(new.get("stability"))
         changes.append(f"expectations: now {new.get('status')} ({failed})")
+    what = stability_change(old, new)
+    if what:
+        changes.append(what)
     return changes
+
+
+def stability_change(old, new):
+    """A cell that became unstable (crashes, timeouts, verdict changes over its
+    repeated runs) or stable again; None when both are alike. A flaky cell
+    that stays flaky (2/10 crashes, then 3/10) is not a change."""
+    def state(cell):
+        st = cell.get("stability")
+        if not st:
+            return None, "1 run"
+        return bool(unstable_text(st)), unstable_text(st) or f"{st['runs']}/{st['runs']} alike"
+    (was, was_text), (now, now_text) = state(old), state(new)
+    if was is None and now is None:
+        return None
+    if was is None:  # a single run before: a crash then shows as a status change already
+        was = bool(old.get("crashed") or old.get("timed_out"))
+    if now is None:
+        now = bool(new.get("crashed") or new.get("timed_out"))
+    if was != now:
+        return f"stability: {was_text} -> {now_text}"
+    return None
+
+
+def diff_columns(doc, a, b, tolerance=DEFAULT_TOLERANCE, floor=DEFAULT_FLOOR):
+    """Two columns of one matrix (two releases of a tool, e.g. lsan@clang-14 and
+    lsan@clang-19), row by row, as diff() compares two dates: (changes, infos)
+    with changes = [("A -> B", row label, [what])]."""
+    tools_ = doc.get("tools") or []
+    for t in (a, b):
+        if t not in tools_:
+            raise runner.UsageError(f"--between: column '{t}' is not in this matrix (its columns: "
+                                    f"{', '.join(tools_) or 'none'})")
+    cells = {(c["scenario"], c["variant"], bool(c["canary"]), c["tool"]): c for c in doc["cells"]}
+    versions = doc.get("versions", {})
+    infos = [f"{t}: {(versions.get(t) or {}).get('release_version') or (versions.get(t) or {}).get('tool_version') or '?'}"
+             for t in (a, b)]
+    changes = []
+    label_ab = f"{a} -> {b}"
+    for key in rows_of(doc):
+        label = row_label(*key)
+        old, new = cells.get((*key, a)), cells.get((*key, b))
+        if old is None or new is None:
+            infos.append(f"{label}: not run under {a if old is None else b} (not compared)")
+            continue
+        if scale_text(old) != scale_text(new) and "skipped" not in (old.get("status"), new.get("status")):
+            infos.append(f"{label}: scale differs: {a} {scale_text(old)}; {b} {scale_text(new)}")
+        what = diff_cells(old, new, tolerance, floor)
+        if what:
+            changes.append((label_ab, label, what))
+    return changes, infos
 
 
 def _top_moved(old_top, new, tolerance, floor_bytes):

@@ -157,7 +157,7 @@ def verdict_of(run):
             return json.loads(path.read_text()), "from verdict.json in the run directory"
         except ValueError:
             pass
-    exp_path = EXPECTED_DIR / f"{run.scenario}.toml"
+    exp_path = expected.path_for(run.scenario, EXPECTED_DIR)
     if not exp_path.is_file():
         return None, f"not compared: there is no expected/{run.scenario}.toml"
     try:
@@ -187,7 +187,7 @@ def story(scenario):
         if para:
             return two_sentences(para), f"docs/scenarios/{scenario}.md, \u201cThe story\u201d"
     try:
-        summary = expected.load(EXPECTED_DIR / f"{scenario}.toml").summary
+        summary = expected.load(expected.path_for(scenario, EXPECTED_DIR)).summary
     except expected.ExpectedFileError:
         summary = ""
     where = f"docs/scenarios/{scenario}.md " + ("has no \u201cThe story\u201d section" if text else "not found")
@@ -486,28 +486,68 @@ def section_census(run):
               if isinstance((ev.get("snapshot") or {}).get("census"), list)]
     if not phases:
         return '<p class="missing">No thread census: the phase snapshots carry none.</p>'
-    out = ['<p>Every thread of the process at each phase, grouped by state, kernel wait channel and '
-           'system call: the pthread answer to Go\u2019s <code>/debug/pprof/goroutine?debug=1</code>. '
-           'The census sees the kernel side of a wait; gdb (<code>thread apply all bt</code> on a '
-           '<code>--hold</code> process) shows the user-space side.</p>']
+    out = ['<p>Every thread of the process at each phase, grouped by state, kernel wait channel, '
+           'system call and stack: the pthread answer to Go\u2019s <code>/debug/pprof/goroutine?debug=1</code>. '
+           'The stack (threadcheck\u2019s capture: each thread unwinds itself in a signal handler) says '
+           '<em>where in the code</em> the threads wait, innermost first, from the first frame outside '
+           'the C library; open a group for every frame with its file and line. A thread in a call a '
+           'signal would interrupt (poll, sleep) is not signalled: its stack says so.</p>']
     for name, ev in phases:
         census = sorted(ev["snapshot"]["census"], key=lambda g: -g.get("count", 0))
         total = sum(g.get("count", 0) for g in census)
         out.append(f'<h3>at <code>{esc(name)}</code>: {fmt_num(total)} threads in {len(census)} '
                    f'group{"s" if len(census) != 1 else ""}</h3>')
         out.append('<table class="census"><thead><tr><th>threads</th><th>state</th><th>wait channel</th>'
-                   '<th>system call</th><th>what it usually means</th></tr></thead><tbody>')
+                   '<th>system call</th><th>what it usually means</th><th>stack (where they wait)</th>'
+                   '</tr></thead><tbody>')
         for g in census[:CENSUS_MAX_GROUPS]:
             state = g.get("state", "?")
             out.append(f'<tr><td>{fmt_num(g.get("count"))}</td><td>{esc(state)} '
                        f'({esc(STATE_MEANING.get(state, "?"))})</td><td><code>{esc(g.get("wchan", "?"))}</code></td>'
-                       f'<td><code>{esc(g.get("syscall", "?"))}</code></td>'
-                       f'<td>{esc(SYSCALL_MEANING.get(g.get("syscall"), ""))}</td></tr>')
+                       f'<td><code>{esc(g.get("syscall", "?"))}</code>{census_wait_text(g)}</td>'
+                       f'<td>{esc(SYSCALL_MEANING.get(g.get("syscall"), ""))}</td>'
+                       f'<td class="stack">{census_stack_cell(g)}</td></tr>')
         if len(census) > CENSUS_MAX_GROUPS:
-            out.append(f'<tr><td colspan="5" class="missing">{len(census) - CENSUS_MAX_GROUPS} smaller groups '
+            out.append(f'<tr><td colspan="6" class="missing">{len(census) - CENSUS_MAX_GROUPS} smaller groups '
                        'not shown (events.jsonl has them)</td></tr>')
         out.append("</tbody></table>")
     return "\n".join(out)
+
+
+def census_wait_text(g):
+    """' on 0x...' (one futex word for the whole group) or ' on N futexes'."""
+    if g.get("wait_address"):
+        return f'<br><small>on <code>{esc(g["wait_address"])}</code></small>'
+    if (g.get("wait_addresses") or 0) > 1:
+        return f'<br><small>on {fmt_num(g["wait_addresses"])} futexes</small>'
+    return ""
+
+
+def census_stack_cell(g):
+    """The group's stack: "top <- caller <- ..." with the top frame (where the
+    program's own code waits) in bold, and every frame with file:line in a
+    <details>; or why there is none."""
+    stack = g.get("stack")
+    if stack is None:
+        return '<span class="missing">not captured (a census without stacks)</span>'
+    status = g.get("stack_status") or ""
+    if not stack:
+        return f'<span class="missing">{esc(status or "no stack")}</span>'
+    top = comparer.census_top_frame(g)
+    names = [f"<b>{esc(n)}</b>" if n == top else esc(n) for n in stack]
+    text = " &larr; ".join(f"<code>{n}</code>" for n in names)
+    if status and status != "captured":
+        text += f'<br><small class="missing">{esc(status)}</small>'
+    frames = [f for f in g.get("frames") or [] if isinstance(f, dict)]
+    if frames:
+        lines = []
+        for f in frames:
+            where = f"{f.get('file')}:{f.get('line')}" if f.get("file") else (f.get("module") or "")
+            fn = f.get("function") or "?"
+            lines.append(f'{esc(f.get("address") or "")}  {esc(fn)}{" (inlined)" if f.get("inlined") else ""}'
+                         f'  {esc(where)}')
+        text += f'<details><summary>{len(frames)} frames</summary><pre>{chr(10).join(lines)}</pre></details>'
+    return text
 
 
 def section_heap(run):
@@ -604,7 +644,7 @@ def leaklab_commands(run):
         args += ["--allocator", run.allocator]
     options = list(run.info.get("options") or [])
     try:  # the expected file's [[args]] come first and are added again by the runner
-        exp = expected.load(EXPECTED_DIR / f"{run.scenario}.toml")
+        exp = expected.load(expected.path_for(run.scenario, EXPECTED_DIR))
         from_file = exp.options_for(run.variant, run.tool, run.allocator, run.scale)
         if options[:len(from_file)] == from_file:
             options = options[len(from_file):]
@@ -774,7 +814,8 @@ def _census_top(snap):
     if not isinstance(census, list) or not census:
         return None
     g = max(census, key=lambda g: g.get("count", 0))
-    return f'{g.get("count")} x {g.get("state")} {g.get("wchan")} {g.get("syscall")}'
+    where = f' @ {" <- ".join(g["stack"])}' if g.get("stack") else ""
+    return f'{g.get("count")} x {g.get("state")} {g.get("wchan")} {g.get("syscall")}{where}'
 
 
 def _pct(share):

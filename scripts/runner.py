@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import asan
+import expected
 import heapcheck
 import eventlog
 import heapprof
 import heaptrack
 import lsan
 import memcheck
+import orphans
+import threadcheck
 import timeline
 import tools
 import tsan
@@ -70,7 +73,8 @@ class Terminated(BaseException):
 #   command(spec, binary, run_dir, head, options) -> (argv, env)
 #   versions(spec, binary)         {"tool_path", "tool_version", ...}
 #   postprocess(spec, binary, run_dir, info) -> (tool.json dict or None, errors, notes)
-TOOL_MODULES = {m.NAME: m for m in (heapprof, memcheck, heapcheck, lsan, asan, tsan, heaptrack)}
+TOOL_MODULES = {m.NAME: m for m in (heapprof, memcheck, heapcheck, lsan, asan, tsan, heaptrack, threadcheck,
+                                    orphans)}
 # Why a tool needs the allocator it needs (the usage error says it).
 ALLOCATOR_WHY = {
     "heapprof": "the gperftools heap profiler lives in tcmalloc",
@@ -80,17 +84,45 @@ ALLOCATOR_WHY = {
     "lsan": "the sanitizer brings its own allocator; NAME-lsan is built once",
     "asan": "the sanitizer brings its own allocator; NAME-asan is built once",
     "tsan": "the sanitizer brings its own allocator; NAME-tsan is built once",
+    "threadcheck": "libthreadcheck.so is preloaded into the scenario's glibc build",
+    "orphans": "liborphans.so is preloaded into the scenario's glibc build (its malloc family must be the process's)",
 }
 
 
 def default_allocator(tool):
-    module = TOOL_MODULES.get(tool)
+    module = TOOL_MODULES.get(expected.split_tool(tool)[0])
     return module.ALLOCATORS[0] if module else "glibc"
 
 
 def canary_options(tool):
-    module = TOOL_MODULES.get(tool)
+    module = TOOL_MODULES.get(expected.split_tool(tool)[0])
     return list(module.CANARY_OPTIONS) if module else ["--canary"]
+
+
+def parse_tool(text, known=None):
+    """'lsan@clang-19' -> ('lsan', 'clang-19'), 'memcheck' -> ('memcheck', None);
+    UsageError for a tool that is not known or a release a tool cannot have.
+    `known`: the accepted plain names (default: native and every tool module)."""
+    known = list(known or ["native", *TOOL_MODULES])
+    tool, release = expected.split_tool(text)
+    if tool not in known:
+        raise UsageError(f"--tool: unknown tool '{text}'; accepted: {', '.join(known)}, or TOOL@RELEASE "
+                         f"for {', '.join(t for t in expected.RELEASE_TOOLS if t in known)} (e.g. lsan@clang-19; "
+                         "leaklab.py list --tools)")
+    if "@" in (text or ""):
+        why = expected.release_tool_error(text)
+        if why:
+            raise UsageError(f"--tool: {why}")
+    return tool, release
+
+
+def tool_id(spec):
+    """The tool as expected files select it: TOOL@RELEASE for a tool with
+    releases, the release resolved (plain lsan is lsan@clang-14 when the
+    default clang is 14), else TOOL."""
+    module = TOOL_MODULES.get(spec.tool)
+    release = module.release(spec) if module is not None and hasattr(module, "release") else None
+    return f"{spec.tool}@{release}" if release else spec.tool
 
 
 @dataclass
@@ -100,6 +132,7 @@ class RunSpec:
     scale: str | None = None
     allocator: str = "glibc"
     tool: str = "native"
+    release: str | None = None   # a sanitizer's release (lsan@clang-19 -> "clang-19"); None: the default
     out: Path = REPO / "runs"
     build_dir: Path = REPO / "build"
     interval_ms: float = 10.0
@@ -223,7 +256,8 @@ def tool_versions(spec, used, binary=None):
     if module:
         v = module.versions(spec, binary)
         versions["tool"] = spec.tool
-        versions.update({k: v[k] for k in v if k in ("tool_path", "tool_version", "compiler_path")})
+        versions.update({k: v[k] for k in v if k in ("tool_path", "tool_version", "compiler_path",
+                                                     "release", "release_version")})
         if "allocator" in v:  # a sanitizer's own allocator replaces malloc
             versions["allocator"], versions["allocator_version"] = v["allocator"], v["allocator_version"]
             versions.pop("allocator_path", None)
@@ -238,7 +272,8 @@ def tool_versions(spec, used, binary=None):
 
 def run_dir_name(spec, now=None):
     now = now or datetime.datetime.now()
-    return (f"{spec.scenario}.{spec.variant or 'default'}.{spec.tool}.{spec.allocator}"
+    tool = f"{spec.tool}@{spec.release}" if spec.release else spec.tool
+    return (f"{spec.scenario}.{spec.variant or 'default'}.{tool}.{spec.allocator}"
             f"-{now:%Y%m%d-%H%M%S}-{os.getpid()}")
 
 
@@ -386,6 +421,9 @@ def prepare(spec):
     module = TOOL_MODULES.get(spec.tool)
     if spec.tool != "native" and module is None:
         raise UsageError(f"--tool: unknown tool '{spec.tool}'; accepted: native, {', '.join(TOOL_MODULES)}")
+    if spec.release and not hasattr(module, "release"):
+        raise UsageError(f"--tool {spec.tool}@{spec.release}: {spec.tool} has no releases "
+                         f"(only {', '.join(expected.RELEASE_TOOLS)} do)")
     if module and spec.allocator not in module.ALLOCATORS:
         raise UsageError(f"--tool {spec.tool} needs --allocator {' or '.join(module.ALLOCATORS)} "
                          f"(got '{spec.allocator}'): {ALLOCATOR_WHY.get(spec.tool, '')}".rstrip(": "))
@@ -442,6 +480,7 @@ def execute(spec, announce=None):
     info = {
         "scenario": spec.scenario, "variant": spec.variant, "scale": spec.scale,
         "allocator": spec.allocator, "tool": spec.tool, "binary": str(binary),
+        "release": tool_id(spec).partition("@")[2] or None,
         "argv": list(argv), "env": env, "cwd": str(run_dir), "options": list(spec.options),
         "started_at": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "interval_ms": spec.interval_ms, "timeout_s": spec.timeout_s,
@@ -485,6 +524,7 @@ def execute(spec, announce=None):
             if time.monotonic() > deadline:
                 errors.append(f"runner timeout: the scenario ran past {spec.timeout_s:g} s; "
                               "its process group was killed (raise --timeout or lower the scale)")
+                info["timed_out"] = True
                 break
             if driver.errors:
                 # The scenario waits for a word that will not come: stop now,
@@ -639,6 +679,8 @@ DESCRIPTIONS = [
     (r"lsan\.\d+", "LeakSanitizer's report (log_path), raw"),
     (r"asan\.\d+", "AddressSanitizer's report (log_path), raw"),
     (r"tsan\.\d+", "ThreadSanitizer's report (log_path), raw"),
+    (r"threadcheck\.\d+", "threadcheck's report at exit (log_path): thread groups with their stacks, raw"),
+    (r"orphans\.\d+", "orphans' report at exit (log_path): leaked threads by stack, what they wait on and pin, raw"),
     (r"heaptrack\.(zst|gz)", "heaptrack's data file (heaptrack --analyze FILE, or heaptrack_print -f FILE)"),
     (r"heaptrack\.txt", "heaptrack_print's report: peaks, allocators, leaks, totals"),
     (r"heaptrack\.leaked\.txt", "heaptrack_print -F, leaked bytes per stack (exact; flamegraph format)"),

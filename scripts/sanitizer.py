@@ -1,52 +1,206 @@
-"""The sanitizers' common part: their binaries (NAME-lsan/-asan/-tsan), options, and their reports parsed."""
+"""The sanitizers' common part: their binaries (NAME-lsan/-asan/-tsan, one per release), options, and their reports parsed."""
 
+import functools
+import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import expected
 import tools
 
 ENV_BUILD_DIR = "LEAKLAB_SANITIZER_BUILD_DIR"
 # -fsanitize= value of each sub-build (cmake/LeaklabSanitizers.cmake), by binary suffix.
 SUB_BUILDS = {"lsan": "leak", "asan": "address", "tsan": "thread"}
+# What CMake found and decided about each release (cmake/LeaklabSanitizers.cmake).
+MANIFEST = Path("sanitizers") / "releases.json"
+INSTALL_HINT = "scripts/install-deps --tool-releases"
+
+# ---- releases ---------------------------------------------------------------------
+# A release of a sanitizer is the compiler that built it: lsan@clang-19 runs
+# NAME-lsan@clang-19, built by clang-19 with its compiler-rt; lsan@gcc-12 the
+# one GCC 12 built with its libsanitizer. Plain `lsan` is the default release
+# (the `clang` CMake found), NAME-lsan, which also answers to
+# NAME-lsan@<its release> (a symlink).
+
+
+def root(build_dir):
+    """The build whose sanitizer binaries are used: $LEAKLAB_SANITIZER_BUILD_DIR or build_dir."""
+    return Path(os.environ.get(ENV_BUILD_DIR) or build_dir)
 
 
 def binary_dir(build_dir):
     """Where the sanitizer binaries are: $LEAKLAB_SANITIZER_BUILD_DIR (a build
     dir made with another clang, or a folder of binaries), else the build's."""
-    root = Path(os.environ.get(ENV_BUILD_DIR) or build_dir)
-    return root / "scenarios" if (root / "scenarios").is_dir() else root
+    base = root(build_dir)
+    return base / "scenarios" if (base / "scenarios").is_dir() else base
 
 
-def binary_path(build_dir, scenario, suffix):
-    return binary_dir(build_dir) / f"{scenario}-{suffix}"
+def binary_name(scenario, suffix, release=None):
+    return f"{scenario}-{suffix}@{release}" if release else f"{scenario}-{suffix}"
 
 
-def missing(build_dir, scenario, suffix):
+def binary_path(build_dir, scenario, suffix, release=None):
+    return binary_dir(build_dir) / binary_name(scenario, suffix, release)
+
+
+def manifest(build_dir):
+    """BUILD/sanitizers/releases.json, or {} (a build configured before releases existed)."""
+    try:
+        return json.loads((root(build_dir) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+_CLANG = re.compile(r"clang version (\d+)")
+_GCC = re.compile(r"^(?:GCC: \(.*\) |gcc(?:-\d+)? \(.*\) )(\d+)\.")
+
+
+def release_of_version(text):
+    """'Debian clang version 19.1.7 (3~deb12u1)' -> 'clang-19'; 'GCC: (Debian
+    12.2.0-14+deb12u1) 12.2.0' -> 'gcc-12'; None if neither."""
+    text = text or ""
+    m = _CLANG.search(text)
+    if m:
+        return f"clang-{m.group(1)}"
+    m = _GCC.search(text)
+    return f"gcc-{m.group(1)}" if m else None
+
+
+def release_of(binary):
+    """The release that built a sanitizer binary, from its ELF .comment."""
+    return release_of_version(tools.compiler_of(binary))
+
+
+def resolved_release(build_dir, scenario, suffix, release=None):
+    """The release a run uses: the one named, else the default binary's own
+    (from its .comment), else the build's default release (a wrapper script
+    in $LEAKLAB_SANITIZER_BUILD_DIR tells nothing: it is taken for the default)."""
+    if release:
+        return release
+    found = release_of(binary_path(build_dir, scenario, suffix))
+    if found:
+        return found
+    for base in (root(build_dir), Path(build_dir)):
+        try:
+            default = json.loads((base / MANIFEST).read_text()).get("default_release")
+        except (OSError, ValueError):
+            continue
+        if default:
+            return default
+    return None
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_version(compiler):
+    """First line of `COMPILER --version`: 'Debian clang version 19.1.7 (3~deb12u1)'."""
+    try:
+        out = subprocess.run([compiler, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.splitlines()[0].strip() if out.strip() else None
+
+
+def installed_releases():
+    """Releases whose compiler is on PATH (clang-N, gcc-N): {release: path}."""
+    found = {}
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            if expected.RELEASE.fullmatch(name) and name not in found:
+                path = shutil.which(name)
+                if path:
+                    found[name] = path
+    return dict(sorted(found.items(), key=lambda kv: _release_order(kv[0])))
+
+
+def _release_order(release):
+    family, _, number = release.partition("-")
+    return (family != "clang", int(number) if number.isdigit() else 0)
+
+
+def release_entry(build_dir, release, suffix):
+    """The manifest's word on one TOOL@RELEASE: {"status", "why"} or {}."""
+    entry = (manifest(build_dir).get("releases") or {}).get(release) or {}
+    return (entry.get("tools") or {}).get(suffix) or {}
+
+
+def missing(build_dir, scenario, suffix, release=None):
     """Why the sanitizer binary cannot run, or None."""
-    path = binary_path(build_dir, scenario, suffix)
+    path = binary_path(build_dir, scenario, suffix, release)
     if path.is_file() and os.access(path, os.X_OK):
         return None
     if os.environ.get(ENV_BUILD_DIR):
         return f"{path} not found ({ENV_BUILD_DIR}={os.environ[ENV_BUILD_DIR]})"
+    if release:
+        return _release_missing(build_dir, path, suffix, release)
     return (f"{path} was not built: CMake found no clang when it configured {build_dir} "
             "(apt-get install clang libclang-rt-dev, then reconfigure), or point "
             f"{ENV_BUILD_DIR} at a build that has it")
 
 
-def build_info(binary, build_dir, suffix):
+def _release_missing(build_dir, path, suffix, release):
+    tool = f"{suffix}@{release}"
+    entry = release_entry(build_dir, release, suffix)
+    if entry.get("why"):
+        return f"{tool}: {entry['why']}"
+    if entry.get("status") == "built":
+        return f"{tool}: {path} was configured but is not there: build first (cmake --build {build_dir})"
+    if not shutil.which(release):
+        return f"{tool}: {release} is not installed ({INSTALL_HINT}, then configure with -DLEAKLAB_TOOL_RELEASES=all)"
+    return (f"{tool}: {release} is installed but {build_dir} was configured without it: reconfigure with "
+            f"-DLEAKLAB_TOOL_RELEASES={release} (or all) and build")
+
+
+def build_info(binary, build_dir, suffix, release=None):
     """tool_path/tool_version of a sanitizer: the runtime is linked into the
-    binary, so the tool is the binary and its version the compiler's."""
+    binary, so the tool is the binary and its version the compiler's; plus
+    the release, the compiler that built it and that compiler's --version."""
     info = {"tool_path": str(binary), "tool_version": tools.compiler_of(binary)}
-    root = Path(os.environ.get(ENV_BUILD_DIR) or build_dir)
-    cache = root / "sanitizers" / SUB_BUILDS[suffix] / "CMakeCache.txt"
+    release = release or release_of(binary)
+    base = root(build_dir)
+    sub = base / "sanitizers" / SUB_BUILDS[suffix]
+    if release and release != manifest(build_dir).get("default_release"):
+        sub = base / "sanitizers" / release / SUB_BUILDS[suffix]
     try:
-        for line in cache.read_text().splitlines():
+        for line in (sub / "CMakeCache.txt").read_text().splitlines():
             if line.startswith("CMAKE_C_COMPILER:"):
                 info["compiler_path"] = line.split("=", 1)[1].strip()
     except OSError:
         pass
+    if release:
+        info["release"] = release
+        compiler = info.get("compiler_path") or shutil.which(release)
+        version = compiler_version(compiler) if compiler else None
+        if version:
+            info["release_version"] = version
     return info
+
+
+def releases(build_dir):
+    """Every release known here, for `leaklab list --tools`: [{"release",
+    "compiler", "version", "default", "tools": {suffix: {"status", "why"}}}],
+    from the manifest, plus compilers installed since it was written."""
+    found = manifest(build_dir)
+    entries = {}
+    for release, entry in (found.get("releases") or {}).items():
+        entries[release] = {"release": release, "compiler": entry.get("compiler") or None,
+                            "version": entry.get("version") or None, "default": bool(entry.get("default")),
+                            "tools": dict(entry.get("tools") or {})}
+    for release, path in installed_releases().items():
+        if release in entries:
+            continue
+        why = (f"{release} is installed but {build_dir} was configured without it: reconfigure with "
+               f"-DLEAKLAB_TOOL_RELEASES={release} (or all)")
+        entries[release] = {"release": release, "compiler": path, "version": compiler_version(path),
+                            "default": False,
+                            "tools": {s: {"status": "not configured", "why": why} for s in SUB_BUILDS}}
+    return sorted(entries.values(), key=lambda e: (not e["default"], _release_order(e["release"])))
 
 
 def options_env(var, ours):
@@ -66,6 +220,21 @@ def logs(run_dir, prefix):
 def read_logs(run_dir, prefix):
     files = logs(run_dir, prefix)
     return "".join(p.read_text(errors="replace") for p in files), [p.name for p in files]
+
+
+_NO_SYMBOLIZER = re.compile(r"WARNING: (invalid path to external symbolizer|Failed to use and restart external symbolizer)")
+
+
+def unsymbolized(text, release):
+    """An error when the report has no function names because the release's
+    symbolizer is missing (Debian's compiler-rt N calls llvm-symbolizer-N,
+    which comes with llvm-N), else None."""
+    if not _NO_SYMBOLIZER.search(text or ""):
+        return None
+    number = (release or "").partition("-")[2]
+    package = f"llvm-{number}" if (release or "").startswith("clang-") and number else "llvm"
+    return (f"the report is not symbolized (\"invalid path to external symbolizer\"): function names are "
+            f"missing; install {package} ({INSTALL_HINT})")
 
 
 # ---- reports -------------------------------------------------------------------
@@ -88,14 +257,21 @@ def _frame_function(line):
     return m.group(1) if m else None
 
 
+_CRASH_THREAD = re.compile(r"\(pc 0x[0-9a-fA-F]+ .*\b(T\d+)\)\s*$")
+_CRASH_SUMMARY = re.compile(r"^SUMMARY: \w+Sanitizer: (\S+) .*? in (.+?)\s*$")
+
+
 def parse_leaks(text):
     """A LeakSanitizer report (standalone or inside ASan) ->
-    {"kinds", "by_function", "summary": (bytes, blocks) or None, "errors", "fatal"}."""
+    {"kinds", "by_function", "summary": (bytes, blocks) or None, "errors", "fatal",
+    "crash": {"error", "thread", "function"} or None (the sanitizer's own deadly
+    signal: "SEGV on unknown address ... T511", "SUMMARY: ... in FUNCTION")}."""
     kinds = tools.empty_kinds(("definite", "indirect"))
     by_function = {}
     errors = {}
     summary = None
     fatal = None
+    crash = None
     current = None  # [kind, bytes, blocks, frames]
 
     def flush():
@@ -127,12 +303,36 @@ def parse_leaks(text):
         if m and "detected memory leaks" not in m.group(2):
             name = m.group(2).split()[0]
             errors[name] = errors.get(name, 0) + 1
+            if crash is None and name in DEADLY:
+                t = _CRASH_THREAD.search(line)
+                crash = {"error": name, "thread": t.group(1) if t else None, "function": None}
+            continue
+        m = _CRASH_SUMMARY.match(line)
+        if m and crash is not None and m.group(1) == crash["error"]:
+            crash["function"] = m.group(2)
             continue
         m = _FATAL.search(line)
         if m:
             fatal = line.strip()
     flush()
-    return {"kinds": kinds, "by_function": by_function, "summary": summary, "errors": errors, "fatal": fatal}
+    return {"kinds": kinds, "by_function": by_function, "summary": summary, "errors": errors, "fatal": fatal,
+            "crash": crash}
+
+
+# A sanitizer's report of a deadly signal in the program or in itself.
+DEADLY = {"SEGV", "BUS", "FPE", "ILL", "ABRT", "stack-overflow", "SIGSEGV"}
+
+
+def crash_text(crash):
+    """'SEGV in __lsan::CurrentThreadContext() (T511)' from parse_leaks' "crash"."""
+    if not crash:
+        return None
+    text = crash.get("error") or "crash"
+    if crash.get("function"):
+        text += f" in {crash['function']}"
+    if crash.get("thread"):
+        text += f" ({crash['thread']})"
+    return text
 
 
 _TSAN_WARNING = re.compile(r"^WARNING: ThreadSanitizer: (.+?)(?: \(pid=\d+\))?\s*$")

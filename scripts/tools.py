@@ -17,7 +17,11 @@ KINDS = {
     "leaked": "never freed, whether reachable or not (heaptrack 'leaked')",
     "in_use": "in use at the last phase, charged to the program's own code (gperftools heap profile)",
     "thread": "threads finished but never joined (ThreadSanitizer 'thread leak')",
+    "alive": "threads still alive at the check (threadcheck: blocked or running when the program exited; blocks = threads)",
+    "orphan": "threads proven unable to run again (orphans; blocks = threads, bytes = heap reachable only from them)",
 }
+# A tool "reports threads" when one of these kinds has blocks > 0.
+THREAD_KINDS = ("thread", "alive", "orphan")
 # Spellings an expect line may use for a kind.
 KIND_ALIASES = {
     **{k: k for k in KINDS},

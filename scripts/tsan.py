@@ -16,11 +16,16 @@ LOG = "tsan"
 
 
 def binary(spec):
-    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.binary_path(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def unavailable(spec):
-    return sanitizer.missing(spec.build_dir, spec.scenario, NAME)
+    return sanitizer.missing(spec.build_dir, spec.scenario, NAME, spec.release)
+
+
+def release(spec):
+    """The release this run uses (lsan@clang-19: clang-19; plain lsan: the default binary's)."""
+    return sanitizer.resolved_release(spec.build_dir, spec.scenario, NAME, spec.release)
 
 
 def command(spec, binary_path, run_dir, head, options):
@@ -29,7 +34,7 @@ def command(spec, binary_path, run_dir, head, options):
 
 
 def versions(spec, binary_path):
-    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME),
+    return {**sanitizer.build_info(binary_path, spec.build_dir, NAME, spec.release),
             "allocator": "sanitizer", "allocator_version": f"ThreadSanitizer allocator ({tools.compiler_of(binary_path)})"}
 
 
@@ -39,6 +44,9 @@ def postprocess(spec, binary_path, run_dir, info):
     errors, notes = [], []
     if parsed["fatal"]:
         errors.append(f"tsan: {parsed['fatal']} (see {', '.join(files)})")
+    blind = sanitizer.unsymbolized(text, release(spec))
+    if blind:
+        errors.append(f"tsan: {blind}")
     if parsed["warnings"] is not None and parsed["warnings"] != parsed["reports"]:
         errors.append(f"tsan: {parsed['reports']} warnings parsed but ThreadSanitizer says it reported "
                       f"{parsed['warnings']}: the report was not fully parsed")

@@ -55,5 +55,56 @@ class Layout(unittest.TestCase):
             tree(tempfile.mkdtemp())))
 
 
+
+def zoo_tree(d, registered=("k",), sources=("k",), expected=("k",), rows=("k",)):
+    root = tree(d)
+    for sub in ("scenarios/zoo", "expected/zoo"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "scenarios" / "zoo" / "CMakeLists.txt").write_text(
+        "".join(f"leaklab_add_scenario({n})\n" for n in registered) + "# leaklab_add_scenario(old)\n")
+    for n in sources:
+        (root / "scenarios" / "zoo" / f"{n}.c").write_text("")
+    for n in expected:
+        (root / "expected" / "zoo" / f"{n}.toml").write_text("")
+    (root / "docs" / "zoo.md").write_text(
+        "| kernel | pattern |\n|---|---|\n"
+        + "".join(f"| [{n}](../scenarios/zoo/{n}.c) | a pattern |\n" for n in rows)
+        + "Text that mentions [x](../scenarios/zoo/x.c) outside a row.\n")
+    return root
+
+
+class ZooLayout(unittest.TestCase):
+    def check(self, **kw):
+        with tempfile.TemporaryDirectory() as d:
+            return check_layout.problems(zoo_tree(d, **kw))
+
+    def test_consistent(self):
+        self.assertEqual(self.check(), [])
+
+    def test_kernel_without_source(self):
+        self.assertEqual(self.check(sources=()),
+                         ["zoo kernel k: registered, but scenarios/zoo/k.c does not exist"])
+
+    def test_kernel_without_expected_file(self):
+        self.assertEqual(self.check(expected=()), ["zoo kernel k: no expected/zoo/k.toml"])
+
+    def test_kernel_without_catalog_row(self):
+        self.assertEqual(self.check(rows=()),
+                         ["zoo kernel k: no row in docs/zoo.md (| [k](../scenarios/zoo/k.c) | ...)"])
+
+    def test_source_expected_file_and_row_without_kernel(self):
+        self.assertEqual(self.check(sources=("k", "s"), expected=("k", "e"), rows=("k", "r")), [
+            "scenarios/zoo/s.c: not registered in scenarios/zoo/CMakeLists.txt",
+            "expected/zoo/e.toml: no zoo kernel e is registered in scenarios/zoo/CMakeLists.txt",
+            "docs/zoo.md: a row for r, but no zoo kernel r is registered",
+        ])
+
+    def test_a_zoo_kernel_needs_no_scenario_page(self):
+        with tempfile.TemporaryDirectory() as d:
+            root = zoo_tree(d)
+            self.assertFalse((root / "docs" / "scenarios" / "k.md").exists())
+            self.assertEqual(check_layout.problems(root), [])
+
+
 if __name__ == "__main__":
     unittest.main()

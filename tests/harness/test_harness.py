@@ -1,6 +1,12 @@
 """Tests of the C harness (common/) through a real scenario binary: strict
-option validation (exit 2), refused threads (exit 99, nothing left behind),
-the watchdog, --hold and its signals, the events' shape, and the canary.
+option validation (exit 2), refused threads (exit 99, the limit named,
+nothing left behind), the watchdog, --hold and its signals, the events' shape.
+
+No test here races a timeout against work. Where a run must still be going
+when something happens to it (the watchdog, a signal before the end), the
+scenario is rw_gateway waiting for its driver's word on stdin, with the pipe
+held open and the word never written: a run that cannot finish on any
+machine, however fast or slow.
 
 The binary directory comes from LEAKLAB_BUILD_DIR (set by CTest)."""
 import json
@@ -9,11 +15,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import unittest
 
 BUILD = os.environ.get("LEAKLAB_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 BLOCKED = os.path.join(BUILD, "scenarios", "blocked_workers")
+GATEWAY = os.path.join(BUILD, "scenarios", "rw_gateway")
 
 
 def run(*args, timeout=120, **kw):
@@ -24,8 +30,10 @@ def events(stdout):
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
 
 
-def processes_named(name):
-    """PIDs of live (non-zombie) processes whose command name is `name`."""
+def session_members(sid):
+    """PIDs of live (non-zombie) processes in session `sid`: a run started with
+    start_new_session=True is the only thing in its session, so this sees
+    exactly what it left behind, whatever other tests run beside it."""
     pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
@@ -33,11 +41,36 @@ def processes_named(name):
                 stat = f.read()
         except OSError:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        state = stat[stat.rindex(")") + 2]
-        if comm == name[:15] and state != "Z":
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[3]) == sid and fields[0] != "Z":
             pids.append(int(pid))
     return pids
+
+
+def waiting_gateway(*args):
+    """rw_gateway at quick scale, stopped at its wait for the driver's word
+    (`load-done`): its stdin is a pipe this test holds open and never writes,
+    so the run cannot end by itself. Returns (process, events read so far),
+    the last event being `listening`, or `end` if something (the watchdog)
+    ended the run first."""
+    p = subprocess.Popen([GATEWAY, "--scale", "quick", *args], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen = []
+    for line in p.stdout:  # bounded: the gateway writes listening before it waits, or ends
+        seen.append(json.loads(line))
+        if seen[-1]["event"] in ("listening", "end"):
+            break
+    return p, seen
+
+
+def finish(p):
+    """Waits for p to end by itself, its stdin still open (communicate() would
+    close it, and the gateway would end on that instead); (code, stdout, stderr)."""
+    out, err = p.stdout.read(), p.stderr.read()
+    code = p.wait(timeout=60)
+    for pipe in (p.stdin, p.stdout, p.stderr):
+        pipe.close()
+    return code, out, err
 
 
 class BadInput(unittest.TestCase):
@@ -54,12 +87,18 @@ class BadInput(unittest.TestCase):
         (["--workers", "100000", "--elements", "100000000"], "the payload would be 80000000000000 bytes"),
         (["--bogus"], "unknown option '--bogus'"),
         (["--workers"], "option '--workers' needs a value"),
-        (["--variant", "leakyy"], "--variant: unknown variant 'leakyy'; accepted: leaky, fixed"),
+        (["--variant", "leakyy"], "--variant: unknown variant 'leakyy'; accepted: leaky, "),  # then the others
         (["--scale", "huge"], "--scale: 'huge' is not a scale; accepted: quick, seed"),
         (["--timeout", "0"], "--timeout: 0 is out of range"),
         (["--hold", "soon"], "--hold: 'soon' is not a number"),
         (["--guard-pages", "maybe"], "--guard-pages: 'maybe'; accepted: on, off"),
         (["stray"], "unexpected argument 'stray'"),
+        # A short option in a cluster: getopt names only its character; the
+        # message once named the argument before it (fuzz/options found it).
+        (["--workers", "5", "-ab"], "unknown option '-a'"),
+        (["-\\"], "unknown option '-\\x5c'"),
+        # A long value is shown cut, so the range still fits (fuzz/options).
+        (["--workers", "a" * 1100], "--workers: '" + "a" * 200 + "...' is not a number; expected an integer in [1, 100000]"),
     ]
 
     def test_each_bad_value_exits_2_naming_option_and_range(self):
@@ -99,7 +138,9 @@ class Events(unittest.TestCase):
         for key in ("rss_bytes", "rss_anon_bytes", "hwm_bytes", "lazyfree_bytes", "fds", "alloc", "census"):
             self.assertIn(key, steady["snapshot"])
         census = steady["snapshot"]["census"]
-        self.assertEqual(census[0], {"state": "S", "wchan": census[0]["wchan"], "syscall": "futex", "count": 20})
+        self.assertEqual({k: census[0][k] for k in ("state", "syscall", "count")},
+                         {"state": "S", "syscall": "futex", "count": 20})
+        self.assertIn("worker", census[0]["stack"])  # the census by stack (threadcheck)
         self.assertEqual(end, {"event": "end", "t": end["t"], "status": 0, "reason": "ran as designed"})
 
     def test_events_file(self):
@@ -137,13 +178,11 @@ class Hold(unittest.TestCase):
 
     def test_sigterm_before_the_end_is_a_failure(self):
         """A signal that ends the run early must not look like a pass."""
-        p = subprocess.Popen([BLOCKED, "--workers", "100000", "--elements", "1", "--guard-pages", "off"],
-                             stdout=subprocess.PIPE, text=True)
-        p.stdout.readline()  # the start event: the workers are being started now
+        p, seen = waiting_gateway("--timeout", "240")  # the watchdog, should SIGTERM go unheard
+        self.assertEqual(seen[-1]["event"], "listening", seen)
         p.send_signal(signal.SIGTERM)
-        rest = p.stdout.read()
-        p.stdout.close()
-        self.assertEqual(p.wait(timeout=60), 99)
+        code, rest, err = finish(p)
+        self.assertEqual(code, 99, err)
         self.assertIn("interrupted by a signal before the end", rest)
 
     def test_finite_hold(self):
@@ -154,26 +193,41 @@ class Hold(unittest.TestCase):
 
 class Refusals(unittest.TestCase):
     @unittest.skipUnless(shutil.which("setpriv") and shutil.which("prlimit"), "needs setpriv and prlimit (util-linux)")
-    def test_refused_thread_creation_exits_99_and_leaves_nothing(self):
+    def test_refused_thread_creation_names_rlimit_nproc_and_leaves_nothing(self):
         # root ignores RLIMIT_NPROC, so the run drops to nobody first.
         cmd = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
                "prlimit", "--nproc=200", BLOCKED, "--workers", "1000", "--elements", "10"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        self.assertEqual(r.returncode, 99, r.stderr)
-        self.assertRegex(r.stderr, r"pthread_create failed after \d+ threads started by this run: "
-                                   r"Resource temporarily unavailable")
-        self.assertIn("ulimit -u", r.stderr)
-        end = events(r.stdout)[-1]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        out, err = p.communicate(timeout=120)
+        self.assertEqual(p.returncode, 99, err)
+        self.assertRegex(err, r"pthread_create failed after \d+ threads started by this run: "
+                              r"Resource temporarily unavailable")
+        # The limit that was hit, its figures and the remedy; no other limit
+        # is at its end on this machine, so none other may be named.
+        self.assertRegex(err, r"The limit hit: RLIMIT_NPROC \(ulimit -u\): uid \d+ has \d+ threads, "
+                              r"its limit is 200\. Raise it \(ulimit -u N")
+        self.assertNotIn("Also:", err)
+        for other in ("kernel.pid_max:", "kernel.threads-max:", "vm.max_map_count:"):
+            self.assertNotIn(other, err)
+        end = events(out)[-1]
         self.assertEqual((end["event"], end["status"]), ("end", 99))
-        self.assertEqual(processes_named("blocked_workers"), [], "a refused run must leave no process behind")
+        self.assertIn("RLIMIT_NPROC", end["reason"])
+        self.assertEqual(session_members(p.pid), [], "a refused run must leave no process behind")
 
     def test_watchdog_exits_99(self):
-        # 100,000 threads cannot be started within one second on this machine's
-        # two cores (measured: 10,000 take ~4 s), so the watchdog fires first.
-        r = run("--workers", "100000", "--elements", "1", "--timeout", "1", "--guard-pages", "off")
-        self.assertEqual(r.returncode, 99, r.stderr)
-        self.assertIn("watchdog", r.stderr)
-        self.assertIn("no end after --timeout 1 s", events(r.stdout)[-1]["reason"])
+        # The gateway waits for a word that never comes: only the watchdog
+        # can end this run, on a fast machine as on a slow one. Where the
+        # second runs out is not asserted: on a loaded machine it may be
+        # before `listening` (the watchdog is armed before `start`), and
+        # either way nothing else can end the run.
+        p, seen = waiting_gateway("--timeout", "1")
+        code, rest, err = finish(p)
+        evs = seen + events(rest)
+        self.assertEqual(code, 99, err)
+        self.assertIn("watchdog", err)
+        self.assertEqual([e["event"] for e in evs].count("end"), 1, evs)
+        self.assertEqual(evs[-1], {"event": "end", "status": 99, "reason": "watchdog: no end after --timeout 1 s"})
+        self.assertEqual(session_members(p.pid), [], "the watchdog must leave no process behind")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,46 @@ class ThePage(Base):
         self.assertIn("docs/scenarios/blocked_workers.md", source)
 
 
+class CensusStack(Base):
+    """The census table shows each group's stack, its top frame in bold, the
+    frames with file:line, and says why a group has none."""
+    FRAMES = [{"function": "pthread_cond_wait", "file": None, "line": None, "address": "0x7f01",
+               "module": "/usr/lib/x86_64-linux-gnu/libc.so.6", "system": True, "inlined": False},
+              {"function": "ll_chan_recv", "file": "/src/common/chan.c", "line": 53, "address": "0x5501",
+               "module": "/b/blocked_workers", "system": False, "inlined": False},
+              {"function": "worker", "file": "/src/scenarios/blocked_workers.c", "line": 92, "address": "0x5502",
+               "module": "/b/blocked_workers", "system": False, "inlined": False}]
+
+    def census(self, **over):
+        workers = {"state": "S", "wchan": "futex_do_wait", "syscall": "futex", "count": 1000,
+                   "wait_address": "0x55d0c8a2e2c8", "wait_addresses": 1, "stack_status": "captured",
+                   "stack": ["ll_chan_recv", "worker", "start_thread", "__clone3"], "frames": self.FRAMES}
+        workers.update(over)
+        poller = {"state": "S", "wchan": "do_poll", "syscall": "poll", "count": 1, "wait_address": None,
+                  "wait_addresses": 0, "stack": [], "frames": [],
+                  "stack_status": "not captured: in a system call a signal would interrupt (EINTR)"}
+        return [workers, poller]
+
+    def test_the_stack_is_shown_with_its_top_frame(self):
+        page = self.page(make_run(self.tmp, phases=[("steady", snapshot(census=self.census()))]))
+        self.assertIn("<code><b>ll_chan_recv</b></code> &larr; <code>worker</code>", page)
+        self.assertIn("/src/common/chan.c:53", page)          # the frames, with file:line
+        self.assertIn("on <code>0x55d0c8a2e2c8</code>", page)  # one futex word for the group
+        self.assertIn("not captured: in a system call a signal would interrupt (EINTR)", page)
+
+    def test_the_bold_frame_follows_the_stack(self):
+        # a violating case: another top frame must move the bold, not keep ll_chan_recv
+        frames = [dict(f, function="ll_chan_send") if f["function"] == "ll_chan_recv" else f for f in self.FRAMES]
+        page = self.page(make_run(self.tmp, phases=[("steady", snapshot(census=self.census(
+            stack=["ll_chan_send", "worker"], frames=frames)))]))
+        self.assertIn("<code><b>ll_chan_send</b></code>", page)
+        self.assertNotIn("<b>ll_chan_recv</b>", page)
+
+    def test_a_census_without_stacks_says_so(self):
+        page = self.page(make_run(self.tmp, phases=[("steady", snapshot())]))
+        self.assertIn("not captured (a census without stacks)", page)
+
+
 class Svg(Base):
     def inline(self, text, prefix="p-"):
         path = self.tmp / "x.svg"

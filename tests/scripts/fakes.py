@@ -93,14 +93,12 @@ if mode == "orphan":
     child = subprocess.Popen(["sleep", "300"])
     open(os.path.join(os.path.dirname(opt("--events")), "orphan.pid"), "w").write(str(child.pid))
 elif mode == "hang":
-    time.sleep(300)
+    time.sleep(3600)  # longer than any test waits: only a kill ends it
 elif mode == "driver":
     emit(event="listening", t=0.01, port=4242)
     line = sys.stdin.readline().strip()
     if line != "done":
         print(f"expected done, got {{line!r}}", file=sys.stderr); sys.exit(99)
-elif mode == "slow":
-    time.sleep(0.3)
 emit(event="phase", t=0.05, phase="steady", snapshot=snap)
 if mode == "fail":
     print("refused: pthread_create failed", file=sys.stderr)

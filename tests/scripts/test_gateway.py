@@ -2,27 +2,37 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import fakes  # noqa: F401  (puts scripts/ on sys.path)
 import gateway
 import runner
 
+# How long a drive may take before the test calls it a hang: far beyond what
+# the fakes need (well under a second of CPU), within scripts.unit's TIMEOUT.
+HANG_GUARD_S = 240
+
 # A stand-in for rw_gateway: events like the harness's, then waits for the
 # driver's word on stdin and records it. FAKE_GW_MODE=die ends before listening.
+# With FAKE_GW_GATE=FILE it writes nothing until FILE exists: the test creates
+# it once the driver has had its first look, so that look sees the file as
+# the test left it (not a sleep that hopes the driver is quicker).
 FAKE_GATEWAY = textwrap.dedent("""\
     import json, os, sys, time
     events, mode = sys.argv[1], os.environ.get("FAKE_GW_MODE", "ok")
     def emit(**ev):
         with open(events, "a") as f:
             f.write(json.dumps(ev) + "\\n")
-    time.sleep(0.1)  # let the driver look at a stale file first
+    gate, deadline = os.environ.get("FAKE_GW_GATE"), time.monotonic() + 3600  # the test's kill ends it first
+    while gate and not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.01)
     emit(event="start", pid=os.getpid(), params={"connections": 7, "frames": 3})
     if mode == "die":
         emit(event="end", status=99, reason="listening on 127.0.0.1:0 failed")
@@ -74,8 +84,8 @@ class Drive(unittest.TestCase):
 
     def test_runs_the_client_on_the_port_then_says_load_done(self):
         gw = self.start()
-        result = gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=20)
-        self.assertEqual(gw.wait(timeout=10), 0)
+        result = gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=HANG_GUARD_S)
+        self.assertEqual(gw.wait(timeout=HANG_GUARD_S), 0)
         argv = result["client"]["argv"]
         self.assertEqual(result["port"], 4242)
         self.assertEqual(argv[argv.index("--port") + 1], "4242")
@@ -87,9 +97,20 @@ class Drive(unittest.TestCase):
     def test_a_previous_runs_events_are_ignored(self):
         self.events.write_text(json.dumps({"event": "start", "pid": 1, "params": {}}) + "\n"
                                + json.dumps({"event": "listening", "port": 1}) + "\n")
-        gw = self.start()
-        result = gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=20)
-        gw.wait(timeout=10)
+        gate = self.tmp / "gate"
+        looks = []
+        read_events = gateway.read_events
+
+        def first_look_then_open_the_gate(path):
+            looks.append(read_events(path))
+            gate.touch()
+            return looks[-1]
+
+        gw = self.start(FAKE_GW_GATE=str(gate))
+        with mock.patch.object(gateway, "read_events", first_look_then_open_the_gate):
+            result = gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=HANG_GUARD_S)
+        gw.wait(timeout=HANG_GUARD_S)
+        self.assertEqual([e["event"] for e in looks[0]], ["start", "listening"], "the first look saw only the stale run")
         self.assertEqual(result["port"], 4242)
 
     def test_a_failed_client_kills_both_and_raises(self):
@@ -97,7 +118,7 @@ class Drive(unittest.TestCase):
         os.environ["FAKE_CLIENT_EXIT"] = "1"
         try:
             with self.assertRaisesRegex(gateway.DriveError, "client exited 1"):
-                gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=20)
+                gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=HANG_GUARD_S)
         finally:
             del os.environ["FAKE_CLIENT_EXIT"]
         self.assertIsNotNone(gw.poll(), "the gateway was left running")
@@ -107,15 +128,16 @@ class Drive(unittest.TestCase):
     def test_a_gateway_that_ends_early_is_reported_with_its_reason(self):
         gw = self.start(FAKE_GW_MODE="die")
         with self.assertRaisesRegex(gateway.DriveError, "listening on 127.0.0.1:0 failed"):
-            gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=20)
+            gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=HANG_GUARD_S)
 
     def test_no_listening_event_in_time(self):
-        gw = self.popen([sys.executable, "-c", "import time; time.sleep(60)"])
-        t0 = time.monotonic()
+        # A gateway that never writes, for longer than CTest waits: only the
+        # driver's timeout ends this (then it kills the gateway's group), so
+        # no wall-clock bound is needed, nor one that a slow machine breaks.
+        gw = self.popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         with self.assertRaisesRegex(gateway.DriveError, "no 'start' event"):
             gateway.drive(gw, self.events, self.tmp / "build", self.tmp, timeout_s=1)
-        self.assertLess(time.monotonic() - t0, 10)
-        self.assertIsNotNone(gw.poll())
+        self.assertEqual(gw.poll(), -signal.SIGKILL, "the driver killed the silent gateway")
 
 
 class Verdict(unittest.TestCase):

@@ -375,7 +375,7 @@ class FakeSanitizerRuns(unittest.TestCase):
 
     def spec(self, **over):
         args = dict(scenario="fake_scn", variant="leaky", scale="quick", tool="lsan", out=self.tmp / "runs",
-                    build_dir=self.build, timeout_s=30)
+                    build_dir=self.build, timeout_s=240)  # a hang guard: the fake takes well under 1 s of CPU
         args.update(over)
         return runner.RunSpec(**args)
 
@@ -428,7 +428,7 @@ class FakeSanitizerRuns(unittest.TestCase):
 
     def matrix(self, out):
         return matrix.run_matrix(["fake_scn"], {"fake_scn": ["leaky", "fixed"]}, ["lsan"], scale="quick",
-                                 build_dir=self.build, out=out, expected_dir=self.expected_dir, timeout_s=30)
+                                 build_dir=self.build, out=out, expected_dir=self.expected_dir, timeout_s=240)
 
     def test_matrix_and_a_baseline_that_catches_a_hidden_report(self):
         doc = self.matrix(self.tmp / "m1")
@@ -591,6 +591,84 @@ class BaselineDiff(unittest.TestCase):
         missed = doc_of(cell(), cell(canary=True, verdict="not reported", status="match"))
         self.assertEqual(missed["columns"]["memcheck"], "canary missed")
         self.assertEqual(matrix.exit_code(missed), 1)
+
+
+
+def zoo_cell(scenario, variant, tool, *, verdict, kinds, reported, leaks=True, pinned=65536, status="match",
+             canary=False):
+    reported_bytes = sum((kinds.get(k) or {}).get("bytes") or 0 for k in reported)
+    return {"scenario": scenario, "variant": variant, "tool": tool, "canary": canary, "status": status,
+            "verdict": verdict, "kinds": kinds, "reported_kinds": reported, "reported_bytes": reported_bytes,
+            "scale": {"scale": "quick", "payload_bytes": 65536, "params": {"instances": 1}},
+            "failed_checks": [],
+            "truth": {"leaks": leaks, "leaked_threads": 2 if leaks else 0, "unjoined_threads": 0,
+                      "pinned_bytes": pinned if leaks else 0, "orphaned": True if leaks else None}}
+
+
+class DetectionSummary(unittest.TestCase):
+    """The zoo's detection summary from fake cells: threads or at least the
+    pinned bytes detect a kernel; less than the pinned bytes does not; a
+    fixed twin with any report is a false positive; canary rows, skipped
+    cells and rows without a truth are left out."""
+
+    def doc(self):
+        B = lambda n: {"bytes": n, "blocks": 1}  # noqa: E731
+        cells = [
+            # heaptrack: every byte never freed: the payload -> detected; the fixed twin's 2 kB -> false positive
+            zoo_cell("k1", "leaky", "heaptrack", verdict="reported", kinds={"leaked": B(70000)}, reported=["leaked"]),
+            zoo_cell("k1", "fixed", "heaptrack", verdict="reported", kinds={"leaked": B(2112)}, reported=["leaked"],
+                     leaks=False),
+            zoo_cell("k2", "leaky", "heaptrack", verdict="reported", kinds={"leaked": B(60000)}, reported=["leaked"]),
+            # memcheck: reports possibly lost TLS blocks, far below the pinned bytes -> missed
+            zoo_cell("k1", "leaky", "memcheck", verdict="reported", kinds={"possible": B(640), "reachable": B(65832)},
+                     reported=["definite", "indirect", "possible"]),
+            zoo_cell("k1", "fixed", "memcheck", verdict="not reported", kinds={"possible": B(0)},
+                     reported=["possible"], leaks=False),
+            zoo_cell("k2", "leaky", "memcheck", verdict="not reported", kinds={}, reported=["definite"], status="skipped"),
+            # threadcheck: reports the threads alive (no bytes) -> detected
+            zoo_cell("k1", "leaky", "threadcheck", verdict="reported", kinds={"alive": {"bytes": 0, "blocks": 2}},
+                     reported=["alive"]),
+            zoo_cell("k2", "leaky", "threadcheck", verdict="reported", kinds={"alive": {"bytes": 0, "blocks": 2}},
+                     reported=["alive"]),
+            # a canary row and a row without truth count for nothing
+            zoo_cell("k1", "fixed", "threadcheck", verdict="reported", kinds={"alive": {"bytes": 0, "blocks": 1}},
+                     reported=["alive"], leaks=False, canary=True),
+            {**cell(tool="threadcheck", verdict="reported"), "scenario": "blocked_workers"},
+        ]
+        return matrix.document(cells, ["k1", "k2", "blocked_workers"], ["heaptrack", "memcheck", "threadcheck"],
+                               "quick")
+
+    def test_summary(self):
+        d = self.doc()["detection"]
+        self.assertEqual(d["heaptrack"], {"leaky": 2, "detected": ["k1"], "missed": ["k2"], "fixed": 1,
+                                          "false_positives": ["k1"], "not_run": []})
+        self.assertEqual(d["memcheck"]["detected"], [])
+        self.assertEqual(d["memcheck"]["missed"], ["k1"])
+        self.assertEqual(d["memcheck"]["leaky"], 1)
+        self.assertEqual(d["memcheck"]["not_run"], ["k2/leaky"])
+        self.assertEqual(d["memcheck"]["false_positives"], [])
+        self.assertEqual(d["threadcheck"]["detected"], ["k1", "k2"])
+        self.assertEqual(d["threadcheck"]["fixed"], 0)  # the canary row is not a fixed twin
+
+    def test_heaptrack_below_the_pinned_bytes_is_a_miss(self):
+        # k2's heaptrack cell reports 60,000 B of a 65,536 B payload.
+        self.assertIn("k2", self.doc()["detection"]["heaptrack"]["missed"])
+
+    def test_written_at_the_end_of_the_table_and_the_page(self):
+        doc = self.doc()
+        text = matrix.table(doc)
+        self.assertIn("Detection summary (zoo;", text)
+        self.assertRegex(text, r"heaptrack\s+1/2\s+k2\s+1/1\s+k1")
+        md = matrix.markdown(doc)
+        self.assertIn("## Detection summary (zoo)", md)
+        self.assertIn("| memcheck | 0/1 | k1 | 0/1 | - | k2/leaky |", md)
+        self.assertTrue(md.rstrip().endswith("|"))  # the summary is the page's last section
+
+    def test_no_zoo_no_summary(self):
+        doc = matrix.document([cell()], ["blocked_workers"], ["memcheck"], "quick")
+        self.assertEqual(doc["detection"], {})
+        self.assertNotIn("Detection summary", matrix.table(doc))
+        self.assertNotIn("Detection summary", matrix.markdown(doc))
 
 
 if __name__ == "__main__":

@@ -103,6 +103,24 @@ class HeapProfileTruncation(unittest.TestCase):
     def test_missing_file(self):
         self.assertIn("cannot read", heapprof.check_profile(self.path))
 
+    def test_megabytes_text_is_what_pprof_prints_without_show_bytes(self):
+        # google-pprof 2.10's own output for a 10,000-worker profile (PPROF_MB
+        # is shortened): "%8s %6s %6s %8s %6s %s", MB with one decimal.
+        text = heapprof.megabytes_text(PPROF_BYTES)
+        self.assertEqual(text.splitlines()[0], "Total: 77.3 MB")
+        self.assertEqual(text.splitlines()[1], "    76.3  98.7%  98.7%     76.3  98.7% ll_xrealloc")
+        self.assertEqual(heapprof.parse_text(text)["rows"], heapprof.parse_text(PPROF_MB)["rows"])
+
+    def test_in_use_only_drops_freed_records_and_keeps_the_rest(self):
+        freed = "     0:        0 [   700:  9000000] @ 0x7f00000000a1 0x7f00000000a2\n"
+        lines = RECORDS.splitlines(keepends=True)
+        self.check(lines[0] + freed + "".join(lines[1:]) + MAPS)
+        out = heapprof.in_use_only(self.path, self.path.with_suffix(".in-use.heap"))
+        text = out.read_text()
+        self.assertEqual(text, RECORDS.rstrip("\n") + MAPS)
+        self.assertNotIn("0x7f00000000a1", text)
+        self.assertIsNone(heapprof.check_profile(out))  # the in-use totals still add up
+
 
 class PprofParsing(unittest.TestCase):
     def test_text_in_mb(self):
