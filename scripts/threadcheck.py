@@ -23,17 +23,10 @@ DEADLINE_MS = 1000
 
 def library_path(spec):
     """(path, None) or (None, why): $LEAKLAB_THREADCHECK, else BUILD/threadcheck/libthreadcheck.so."""
-    override = os.environ.get(ENV_LIBRARY)
-    if override:
-        path = Path(override)
-        if not path.is_file():
-            return None, f"{ENV_LIBRARY}={override}: no such file"
-        return str(path.resolve()), None
-    path = Path(spec.build_dir) / "threadcheck" / "libthreadcheck.so"
-    if not path.is_file():
-        return None, (f"{path} was not built (cmake --build {spec.build_dir}; it needs libunwind-dev and "
-                      f"libdw-dev), or point {ENV_LIBRARY} at a libthreadcheck.so")
-    return str(path.resolve()), None
+    built = Path(spec.build_dir) / "threadcheck" / "libthreadcheck.so"
+    return tools.preload_library(ENV_LIBRARY, built, (
+        f"{built} was not built (cmake --build {spec.build_dir}; it needs libunwind-dev and "
+        f"libdw-dev), or point {ENV_LIBRARY} at a libthreadcheck.so"))
 
 
 def binary(spec):
@@ -55,9 +48,7 @@ def command(spec, binary_path, run_dir, head, options):
 
 def versions(spec, binary_path):
     path = library_path(spec)[0]
-    real = Path(path).resolve().name if path else ""
-    m = re.match(r"libthreadcheck\.so\.(\d+(?:\.\d+)*)$", real)
-    return {"tool_path": path, "tool_version": f"threadcheck {m.group(1)}" if m else None}
+    return {"tool_path": path, "tool_version": tools.preloaded_version(path, "threadcheck")}
 
 
 # ---- the report ---------------------------------------------------------------

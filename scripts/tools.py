@@ -145,6 +145,29 @@ def resolve(env_var, *names):
     return None, f"{' or '.join(names)} not found on PATH (or set {env_var})"
 
 
+def preload_library(env_var, built, missing):
+    """A library the runner preloads (threadcheck, orphans): (path, None), or
+    (None, why). `env_var` set: that file (another build); unset: `built`,
+    the build tree's copy, with `missing` as the reason when it is absent."""
+    override = os.environ.get(env_var)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            return None, f"{env_var}={override}: no such file"
+        return str(path.resolve()), None
+    if not Path(built).is_file():
+        return None, missing
+    return str(Path(built).resolve()), None
+
+
+def preloaded_version(path, name):
+    """'NAME 1.0.0' from the real file name a library's link points to
+    (libNAME.so.1.0.0), or None."""
+    real = Path(path).resolve().name if path else ""
+    m = re.match(rf"lib{re.escape(name)}\.so\.(\d+(?:\.\d+)*)$", real)
+    return f"{name} {m.group(1)}" if m else None
+
+
 def first_line(argv, timeout=30):
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
