@@ -272,9 +272,9 @@ def render(binary, run_dir, profiles):
     errors); notes are harmless (no SVG without graphviz).
 
     The google-pprof runs (three per profile, each symbolising the binary
-    anew: about a second apiece at seed scale, 5 s at quick scale on this
-    machine, mostly nm; they read the in-use records only, in_use_only; the
-    MB text is derived, megabytes_text) run side by side, one per
+    anew: about a second apiece, with the nm of pprof_tools_env; they read
+    the in-use records only, in_use_only; the MB text is derived,
+    megabytes_text) run side by side, one per
     core: one after the other they made a seed-scale heapprof run take 3.5x
     the plain run instead of 2.7x."""
     run_dir = Path(run_dir)
