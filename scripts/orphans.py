@@ -6,10 +6,10 @@ blocked on an object that no thread able to run (and no global) can reach can
 never run again. Its kind is "orphan": blocks = leaked threads, bytes = the
 heap reachable only from them (what they pin)."""
 
-import os
 import re
 from pathlib import Path
 
+import sanitizer
 import tools
 
 NAME = "orphans"
@@ -48,9 +48,8 @@ def command(spec, binary_path, run_dir, head, options):
     # wins): the report always lands in the run directory as orphans.PID, and
     # says so even when nothing leaked (verbosity=2), so a missing report is
     # an error, never a silent "not reported".
-    ours = f"log_path={LOG}:exitcode=23:verbosity=2"
-    user = os.environ.get("ORPHANS_OPTIONS", "").strip(":")
-    env = {"LD_PRELOAD": library_path(spec)[0], "ORPHANS_OPTIONS": f"{user}:{ours}" if user else ours}
+    env = {"LD_PRELOAD": library_path(spec)[0],
+           **sanitizer.options_env("ORPHANS_OPTIONS", {"log_path": LOG, "exitcode": 23, "verbosity": 2})}
     return head + list(options), env
 
 
@@ -169,7 +168,7 @@ def top_function(group):
 
 
 def postprocess(spec, binary_path, run_dir, info):
-    files = sorted(p for p in Path(run_dir).glob(f"{LOG}.*") if p.name[len(LOG) + 1:].isdigit())
+    files = sanitizer.logs(run_dir, LOG)
     text = "".join(p.read_text(errors="replace") for p in files)
     stderr = Path(run_dir) / "stderr.txt"
     if stderr.exists():

@@ -1,9 +1,9 @@
 """threadcheck capture: LD_PRELOAD=libthreadcheck.so into the glibc build; its report at exit into tool.json."""
 
-import os
 import re
 from pathlib import Path
 
+import sanitizer
 import tools
 
 NAME = "threadcheck"
@@ -40,9 +40,8 @@ def unavailable(spec):
 def command(spec, binary_path, run_dir, head, options):
     # The user's THREADCHECK_OPTIONS first, ours after (the last value of a
     # key wins): the report always lands in the run directory as threadcheck.PID.
-    ours = f"log_path={LOG}:exitcode=66"
-    user = os.environ.get("THREADCHECK_OPTIONS", "").strip(":")
-    env = {"LD_PRELOAD": library_path(spec)[0], "THREADCHECK_OPTIONS": f"{user}:{ours}" if user else ours}
+    env = {"LD_PRELOAD": library_path(spec)[0],
+           **sanitizer.options_env("THREADCHECK_OPTIONS", {"log_path": LOG, "exitcode": 66})}
     return head + list(options), env
 
 
@@ -110,7 +109,7 @@ def top_function(group):
 
 
 def postprocess(spec, binary_path, run_dir, info):
-    files = sorted(p for p in Path(run_dir).glob(f"{LOG}.*") if p.name[len(LOG) + 1:].isdigit())
+    files = sanitizer.logs(run_dir, LOG)
     text = "".join(p.read_text(errors="replace") for p in files)
     stderr = Path(run_dir) / "stderr.txt"
     if stderr.exists():
