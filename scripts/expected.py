@@ -601,25 +601,13 @@ def _truth_ast(text):
 
 
 def truth_value(text, instances):
-    """Evaluates a truth expression for `instances`; an int when whole."""
-    def ev(node):
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return instances
-        if isinstance(node, ast.UnaryOp):
-            return -ev(node.operand) if isinstance(node.op, ast.USub) else ev(node.operand)
-        a, b = ev(node.left), ev(node.right)
-        if isinstance(node.op, ast.Add):
-            return a + b
-        if isinstance(node.op, ast.Sub):
-            return a - b
-        if isinstance(node.op, ast.Mult):
-            return a * b
-        if b == 0:
-            raise ExpressionError(f"'{text}': division by zero")
-        return a / b
-    value = ev(_truth_ast(text))
+    """Evaluates a truth expression for `instances`; an int when whole. The
+    arithmetic is the expectations' own (_eval), `instances` its one name."""
+    tree = _truth_ast(text)
+    try:
+        value = _eval(tree, {"instances": "instances"}, lambda _name: instances)
+    except Unresolved as e:
+        raise ExpressionError(f"'{text}': {e}") from None
     return int(value) if float(value).is_integer() else value
 
 

@@ -36,28 +36,25 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see {self.prog} --help)\n")
 
 
-def positive(kind, low, high):
+def positive(kind, low, high, cast=float):
+    """An argparse type: a number (cast=int: a whole number) from low to high."""
+    noun = "a whole number" if cast is int else "a number"
+    shown = (lambda v: str(v)) if cast is int else (lambda v: f"{v:g}")
+    accepted = f"accepted: {shown(low)} to {shown(high)} {kind}"
+
     def parse(text):
         try:
-            value = float(text)
+            value = cast(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number; accepted: {low:g} to {high:g} {kind}")
+            raise argparse.ArgumentTypeError(f"'{text}' is not {noun}; {accepted}")
         if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range; accepted: {low:g} to {high:g} {kind}")
+            raise argparse.ArgumentTypeError(f"{text} is out of range; {accepted}")
         return value
     return parse
 
 
 def whole(kind, low, high):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number; accepted: {low} to {high} {kind}")
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{text} is out of range; accepted: {low} to {high} {kind}")
-        return value
-    return parse
+    return positive(kind, low, high, cast=int)
 
 
 def build_parser():
