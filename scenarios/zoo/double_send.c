@@ -45,7 +45,7 @@
  * condition variable; the heap profile, 65,928 B in use (double_send);
  * memcheck, 65,944 B "still reachable" (hidden) and the blocked thread's
  * TLS block "possibly lost" (320 B); heaptrack, 66,648 B leaked;
- * threadcheck, 1 thread alive; orphans, 1 thread pinning 66,016 B; the
+ * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,928 B; the
  * heap checker, LSan, ASan and TSan: nothing.
  *
  * The fix (LeakProf's): the missing `return` after the error send.

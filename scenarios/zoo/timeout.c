@@ -41,7 +41,7 @@
  * condition variable; the heap profile, 65,920 B in use (send_result);
  * memcheck, 65,936 B "still reachable" (hidden) and the blocked thread's
  * TLS block "possibly lost" (320 B); heaptrack, 66,288 B leaked;
- * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,928 B; the
+ * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,920 B; the
  * heap checker, LSan, ASan and TSan: nothing.
  *
  * The fix (LeakProf's): room for the message, make(chan any, 1): the send
