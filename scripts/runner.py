@@ -489,9 +489,20 @@ def execute(spec, announce=None):
     }
     errors = info["runner_errors"]
 
+    # SIGTERM, SIGHUP and SIGINT only note that the runner was asked to stop;
+    # the wait loop below sees the note and stops the run. An exception raised
+    # from the handler would land wherever the main thread happens to be: once
+    # it was inside threading's own locks (Thread.start() of the sampler),
+    # which came out as "RuntimeError: release unlocked lock" and exit 1
+    # instead of a clean stop with 99.
+    stop_requests = []
+
+    def request_stop(signum, frame):
+        stop_requests.append(signum)
+
     old_handlers = {}
     if threading.current_thread() is threading.main_thread():  # signal() works only there
-        old_handlers = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+        old_handlers = {s: signal.signal(s, request_stop) for s in STOP_SIGNALS}
     stdout = open(run_dir / "stdout.txt", "wb")
     stderr = open(run_dir / "stderr.txt", "wb")
     proc = sampler = driver = None
@@ -515,7 +526,7 @@ def execute(spec, announce=None):
                                    spec.interval_ms / 1000.0, t0, on_event)
         sampler.start()
         deadline = t0 + spec.timeout_s
-        while True:
+        while not stop_requests:
             # WNOWAIT: learn that the child exited without reaping it, so its
             # PID (= the group id) cannot be reused before the group is killed.
             done = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
@@ -532,13 +543,12 @@ def execute(spec, announce=None):
                 errors.append("a driver step failed; the scenario's process group was killed")
                 break
             time.sleep(0.02)
-    except (KeyboardInterrupt, Terminated) as e:
-        errors.append("interrupted" if isinstance(e, KeyboardInterrupt) else "runner terminated by a signal")
-        raise_after = e
-    else:
-        raise_after = None
+    except KeyboardInterrupt:  # SIGINT outside the main thread, where no handler of ours is set
+        stop_requests.append(signal.SIGINT)
     finally:
         wall = time.monotonic() - t0
+        if stop_requests:  # before the kill: a stopped run's group gets the grace period
+            errors.append(_stop_reason(stop_requests[0]))
         if proc is not None:
             left = kill_group(proc.pid, KILL_GRACE_S if errors else 0.0)
             if left:
@@ -561,6 +571,12 @@ def execute(spec, announce=None):
         stderr.close()
         for s, h in old_handlers.items():
             signal.signal(s, h)
+    raise_after = None
+    if stop_requests:
+        reason = _stop_reason(stop_requests[0])
+        if reason not in errors:  # it came during the clean-up: it stops the run all the same
+            errors.append(reason)
+        raise_after = KeyboardInterrupt() if stop_requests[0] == signal.SIGINT else Terminated()
 
     code = os.waitstatus_to_exitcode(status) if status is not None else None
     if code is not None and code < 0:
@@ -596,8 +612,11 @@ def execute(spec, announce=None):
     return run_dir, info
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+def _stop_reason(signum):
+    return "interrupted" if signum == signal.SIGINT else "runner terminated by a signal"
 
 
 def _tool_exit(spec, module, info, end, doc):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,31 @@ class Execute(Base):
         self.assertNotIn("end", [json.loads(line)["event"] for line in events if line.endswith("}")])
         group = kill_group.call_args_list[0].args[0]
         self.assertEqual(runner.group_members(group), [])
+
+    def test_a_stop_signal_only_notes_the_request(self):
+        # SIGTERM once landed inside Thread.start() of the sampler, and the
+        # exception its handler raised there broke threading's lock ("release
+        # unlocked lock", exit 1, not 99). The handler must not raise at all:
+        # call it from that very spot, as the signal did, and the run must
+        # still stop cleanly with the runner's own Terminated.
+        raised = []
+        real_start = timeline.Sampler.start
+
+        def start_with_a_sigterm(sampler):
+            try:
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            except BaseException as e:
+                raised.append(e)
+            real_start(sampler)
+
+        with mock.patch.object(timeline.Sampler, "start", start_with_a_sigterm):
+            with self.assertRaises(runner.Terminated):
+                runner.execute(self.spec("--mode", "hang"))
+        self.assertEqual(raised, [], "the handler raised")
+        run_json = json.loads(next((self.tmp / "runs").glob("*/run.json")).read_text())
+        self.assertEqual(run_json["runner_status"], runner.EXIT_SYSTEM)
+        self.assertIn("runner terminated by a signal", run_json["runner_errors"])
+        self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_DFL, "the handler was not put back")
 
     def test_scenario_failure_exit_code_is_recorded(self):
         _, info = runner.execute(self.spec("--mode", "fail"))
