@@ -543,14 +543,10 @@ def execute(spec, announce=None):
                 errors.append("a driver step failed; the scenario's process group was killed")
                 break
             time.sleep(0.02)
-    except KeyboardInterrupt:  # SIGINT outside the main thread, where no handler of ours is set
-        stop_requests.append(signal.SIGINT)
     finally:
         wall = time.monotonic() - t0
-        if stop_requests:  # before the kill: a stopped run's group gets the grace period
-            errors.append(_stop_reason(stop_requests[0]))
         if proc is not None:
-            left = kill_group(proc.pid, KILL_GRACE_S if errors else 0.0)
+            left = kill_group(proc.pid, KILL_GRACE_S if errors or stop_requests else 0.0)
             if left:
                 errors.append(f"processes of group {proc.pid} survived SIGKILL: {left}")
             _, status, rusage = os.wait4(proc.pid, 0)
@@ -572,10 +568,8 @@ def execute(spec, announce=None):
         for s, h in old_handlers.items():
             signal.signal(s, h)
     raise_after = None
-    if stop_requests:
-        reason = _stop_reason(stop_requests[0])
-        if reason not in errors:  # it came during the clean-up: it stops the run all the same
-            errors.append(reason)
+    if stop_requests:  # also one that came during the clean-up
+        errors.append(_stop_reason(stop_requests[0]))
         raise_after = KeyboardInterrupt() if stop_requests[0] == signal.SIGINT else Terminated()
 
     code = os.waitstatus_to_exitcode(status) if status is not None else None

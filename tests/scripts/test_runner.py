@@ -102,6 +102,7 @@ class Execute(Base):
         # still stop cleanly with the runner's own Terminated.
         raised = []
         real_start = timeline.Sampler.start
+        handler_before = signal.getsignal(signal.SIGTERM)
 
         def start_with_a_sigterm(sampler):
             try:
@@ -117,7 +118,7 @@ class Execute(Base):
         run_json = json.loads(next((self.tmp / "runs").glob("*/run.json")).read_text())
         self.assertEqual(run_json["runner_status"], runner.EXIT_SYSTEM)
         self.assertIn("runner terminated by a signal", run_json["runner_errors"])
-        self.assertEqual(signal.getsignal(signal.SIGTERM), signal.SIG_DFL, "the handler was not put back")
+        self.assertEqual(signal.getsignal(signal.SIGTERM), handler_before, "the handler was not put back")
 
     def test_scenario_failure_exit_code_is_recorded(self):
         _, info = runner.execute(self.spec("--mode", "fail"))
