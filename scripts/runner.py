@@ -36,6 +36,7 @@ DEFAULT_TIMEOUT_S = 1800
 KILL_GRACE_S = 2.0       # SIGTERM first: the harness then writes its end line
 REAP_WAIT_S = 30.0       # how long SIGKILLed group members may take to vanish (10,000
                          # threads and a GiB of heap take seconds to tear down under load)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)  # the runner stops the run on these
 
 
 class Outcome(Exception):
@@ -569,8 +570,9 @@ def execute(spec, announce=None):
             signal.signal(s, h)
     raise_after = None
     if stop_requests:  # also one that came during the clean-up
-        errors.append(_stop_reason(stop_requests[0]))
-        raise_after = KeyboardInterrupt() if stop_requests[0] == signal.SIGINT else Terminated()
+        interrupted = stop_requests[0] == signal.SIGINT
+        errors.append("interrupted" if interrupted else "runner terminated by a signal")
+        raise_after = KeyboardInterrupt() if interrupted else Terminated()
 
     code = os.waitstatus_to_exitcode(status) if status is not None else None
     if code is not None and code < 0:
@@ -604,13 +606,6 @@ def execute(spec, announce=None):
     if raise_after is not None:
         raise raise_after
     return run_dir, info
-
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
-
-
-def _stop_reason(signum):
-    return "interrupted" if signum == signal.SIGINT else "runner terminated by a signal"
 
 
 def _tool_exit(spec, module, info, end, doc):
