@@ -23,6 +23,7 @@
  * lost (the mistake rw_gateway's leaky writer makes). A select locks all of
  * its channels in address order; a waiter's own mutex is only ever taken
  * with channel locks held or alone, never the other way round. */
+#include "chan_internal.h"
 #include "park.h"
 
 #include <errno.h>
@@ -33,50 +34,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-struct select_waiter;
-
-/* An item offered on a rendezvous channel: by a plain sender (on its stack,
- * waiting on the channel's `taken`), a select (in its waiter), or the
- * channel's own hand-off record (a select that found a receiver waiting). */
-struct offer {
-    void *item;
-    struct select_waiter *select; /* NULL: not a select's */
-    size_t case_index;
-    bool taken, withdrawn;
-};
-
-struct select_node {
-    struct select_waiter *waiter;
-    struct select_node *prev, *next;
-};
-
-struct select_waiter {
-    pthread_mutex_t lock;
-    pthread_cond_t wake;
-    bool poked;       /* a channel of ours changed: look again */
-    bool claimed;     /* a receiver took one of our offers: that send case fired */
-    size_t fired;
-    pid_t tid;        /* for ll_chan_await_parked */
-    struct select_node nodes[LL_SELECT_MAX_CASES];
-    bool registered[LL_SELECT_MAX_CASES];
-    struct offer offers[LL_SELECT_MAX_CASES];
-};
-
-struct ll_chan {
-    pthread_mutex_t lock;
-    pthread_cond_t not_empty, not_full, taken;
-    pthread_cond_t receivers_changed; /* for ll_chan_await_receivers */
-    void **ring;                      /* buffered */
-    size_t capacity, head, count;
-    bool rendezvous;
-    struct offer *slot;               /* rendezvous: the offer on the table, or NULL */
-    struct offer handoff;             /* rendezvous: a select's item for a waiting receiver */
-    size_t receivers_waiting, receivers_awaited;
-    bool closed, has_deadline;
-    struct timespec deadline;         /* CLOCK_MONOTONIC */
-    struct select_node *selects;      /* selects waiting on this channel */
-};
 
 /* ---- shared helpers ---- */
 
@@ -521,6 +478,20 @@ int ll_select(ll_select_case *cases, size_t n, bool has_default)
 
 /* ---- watching a thread park on a channel ---- */
 
+static bool within(uintptr_t addr, const void *object, size_t size)
+{
+    return addr >= (uintptr_t)object && addr < (uintptr_t)object + size;
+}
+
+bool ll_chan_is_parked_wait(const ll_chan *ch, uintptr_t select_waiter, uintptr_t futex_addr)
+{
+    const struct select_waiter *w = (const struct select_waiter *)select_waiter;
+    return within(futex_addr, &ch->not_empty, sizeof ch->not_empty) ||
+           within(futex_addr, &ch->not_full, sizeof ch->not_full) ||
+           within(futex_addr, &ch->taken, sizeof ch->taken) ||
+           (w && within(futex_addr, &w->wake, sizeof w->wake)); /* only compared, never dereferenced */
+}
+
 void ll_chan_await_parked(ll_run *run, ll_chan *ch, pthread_t thread)
 {
     pid_t tid = ll_park_tid(run, thread);
@@ -539,8 +510,7 @@ void ll_chan_await_parked(ll_run *run, ll_chan *ch, pthread_t thread)
         uintptr_t addr;
         if (!ll_park_observe(tid, &nr, &addr))
             ll_park_ended(run, tid, "a channel");
-        if (nr == SYS_futex && ((addr >= (uintptr_t)ch && addr < (uintptr_t)ch + sizeof *ch) ||
-                                (waiter && addr >= waiter && addr < waiter + sizeof(struct select_waiter))))
+        if (nr == SYS_futex && ll_chan_is_parked_wait(ch, waiter, addr))
             return;
         ll_park_yield();
     }

@@ -121,6 +121,13 @@ _Noreturn void ll_refuse(ll_run *run, const char *what, int err, const char *rem
     _exit(LL_EXIT_SYSTEM);
 }
 
+_Noreturn void ll_skip(ll_run *run, const char *reason)
+{
+    emit_end(run, LL_EXIT_SKIP, reason);
+    fprintf(stderr, "%s: skipped: %s\n", run->scenario->name, reason);
+    _exit(LL_EXIT_SKIP); /* as ll_refuse: other threads may be mid-work */
+}
+
 void *ll_xmalloc(ll_run *run, size_t bytes) { return ll_xrealloc(run, NULL, bytes); }
 
 void *ll_xrealloc(ll_run *run, void *old, size_t bytes)

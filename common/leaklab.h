@@ -111,6 +111,23 @@ void ll_thread_start(ll_run *run, pthread_t *thread, void *(*fn)(void *), void *
  * `what` names the call, `remedy` says what to change. */
 _Noreturn void ll_refuse(ll_run *run, const char *what, int err, const char *remedy);
 
+/* The run cannot mean what it claims on this system (e.g. the C library
+ * does not give a primitive the semantics the scenario ports): emit `end`,
+ * print the reason, exit 77, shown as skipped, never as a pass. */
+_Noreturn void ll_skip(ll_run *run, const char *reason);
+
+/* Initialises `rw` as a writer-preferring rwlock, Go's sync.RWMutex
+ * semantics (a waiting writer blocks new readers), and checks at run time
+ * that the C library honours it: glibc does with
+ * PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP; a C library that accepts
+ * the attribute but prefers readers would silently port a different bug,
+ * so the run skips (exit 77) with the reason instead. */
+void ll_rwlock_init_writer_preferring(ll_run *run, pthread_rwlock_t *rw);
+
+/* Whether an rwlock of `kind` (PTHREAD_RWLOCK_PREFER_*_NP) refuses a new
+ * reader while a writer waits: the check behind the function above. */
+bool ll_rwlock_kind_prefers_writers(ll_run *run, int kind);
+
 /* Allocation that must succeed: exits 99 with the remedy when refused. */
 void *ll_xmalloc(ll_run *run, size_t bytes);
 void *ll_xrealloc(ll_run *run, void *old, size_t bytes);
@@ -209,7 +226,7 @@ typedef struct ll_select_case {
 
 int ll_select(ll_select_case *cases, size_t n, bool has_default);
 
-/* ---- Go's sync and context, and watching a thread park (sync.c) ---- */
+/* ---- Go's sync and context (sync.c), and watching a thread park (park.c) ---- */
 
 /* sync.WaitGroup: a counter and a condition variable. Embed it in a heap
  * object (as Go code embeds it in a struct) so that what a blocked Wait()

@@ -1,5 +1,6 @@
-/* park.h - what chan.c and sync.c share to watch a thread park (not for
- * scenarios: they call ll_await_parked and friends in leaklab.h). */
+/* park.h - watching a thread park: park.c's helpers, which chan.c and
+ * unjoined.c use too (not for scenarios: they call ll_await_parked and
+ * friends in leaklab.h). */
 #ifndef LEAKLAB_PARK_H
 #define LEAKLAB_PARK_H
 

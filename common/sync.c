@@ -1,19 +1,67 @@
-/* sync.c - Go's sync.WaitGroup and context.Context for the zoo's kernels,
- * and the helpers that watch a thread park (ll_await_parked and friends).
+/* sync.c - Go's sync.WaitGroup, sync.RWMutex's writer preference and
+ * context.Context for the zoo's kernels.
  *
  * Every wait here is a futex wait inside a heap object the caller owns (the
  * struct embedding an ll_waitgroup, the ll_context's done channel), so a
  * reachability analysis can tell whether anyone left can wake it. */
-#include "park.h"
+#include "leaklab.h"
 
 #include <errno.h>
-#include <sched.h>
-#include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
-#include <unistd.h>
+
+/* ---- sync.RWMutex: a waiting writer blocks new readers ---- */
+
+static void init_kind(pthread_rwlock_t *rw, int kind)
+{
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, kind);
+    pthread_rwlock_init(rw, &attr);
+    pthread_rwlockattr_destroy(&attr);
+}
+
+static void *write_once(void *rw)
+{
+    pthread_rwlock_wrlock(rw);
+    pthread_rwlock_unlock(rw);
+    return NULL;
+}
+
+/* Main read-holds a probe lock, a writer queues on it (seen asleep in its
+ * futex wait, so no timing is involved), then main tries a new read lock. */
+bool ll_rwlock_kind_prefers_writers(ll_run *run, int kind)
+{
+    pthread_rwlock_t probe;
+    init_kind(&probe, kind);
+    pthread_rwlock_rdlock(&probe);
+    pthread_t writer;
+    int err = pthread_create(&writer, NULL, write_once, &probe);
+    if (err)
+        ll_refuse(run, "pthread_create (the rwlock preference check)", err, "raise the thread limits (ulimit -u)");
+    ll_await_parked(run, writer, &probe, sizeof probe);
+    bool reader_got_in = pthread_rwlock_tryrdlock(&probe) == 0;
+    if (reader_got_in)
+        pthread_rwlock_unlock(&probe);
+    pthread_rwlock_unlock(&probe);
+    pthread_join(writer, NULL);
+    pthread_rwlock_destroy(&probe);
+    return !reader_got_in;
+}
+
+void ll_rwlock_init_writer_preferring(ll_run *run, pthread_rwlock_t *rw)
+{
+    static atomic_int checked; /* once per process */
+    if (!atomic_load(&checked)) {
+        if (!ll_rwlock_kind_prefers_writers(run, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP))
+            ll_skip(run, "this C library lets a new reader past a waiting writer even with "
+                         "PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP: Go's RWMutex does not, "
+                         "so the kernel would not port the bug (glibc honours it)");
+        atomic_store(&checked, 1);
+    }
+    init_kind(rw, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+}
 
 /* ---- sync.WaitGroup ---- */
 
@@ -112,78 +160,4 @@ void ll_context_free(ll_context *ctx)
         return;
     ll_chan_free(ctx->done);
     free(ctx);
-}
-
-/* ---- watching a thread park ---- */
-
-pid_t ll_park_tid(ll_run *run, pthread_t thread)
-{
-    clockid_t clock;
-    int err = pthread_getcpuclockid(thread, &clock);
-    if (err == ESRCH) /* its thread id is already cleared: it has ended */
-        ll_park_ended(run, 0, "what it was meant to wait on");
-    if (err)
-        ll_refuse(run, "pthread_getcpuclockid", err, "ll_await_parked needs a thread that was not joined");
-    return (pid_t) ~(clock >> 3); /* Linux: CPUCLOCK_PID(clock) */
-}
-
-bool ll_park_observe(pid_t tid, long *nr, uintptr_t *arg0)
-{
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)tid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return false;
-    bool read = fgets(line, sizeof line, f) != NULL;
-    fclose(f);
-    *nr = -1;
-    *arg0 = 0;
-    /* "NR ARG0 ARG1 ... SP PC" while blocked in a system call; "running" or
-     * "-1 SP PC" otherwise. */
-    if (read && line[0] >= '0' && line[0] <= '9') {
-        char *end;
-        *nr = strtol(line, &end, 10);
-        *arg0 = (uintptr_t)strtoull(end, NULL, 16);
-    }
-    return true;
-}
-
-void ll_park_yield(void) { sched_yield(); }
-
-_Noreturn void ll_park_ended(ll_run *run, pid_t tid, const char *what)
-{
-    char remedy[256];
-    snprintf(remedy, sizeof remedy,
-             "thread %d ended instead of parking on %s: the kernel's forced interleaving is broken", (int)tid, what);
-    ll_refuse(run, "ll_await_parked", ESRCH, remedy);
-}
-
-void ll_await_parked(ll_run *run, pthread_t thread, const void *object, size_t size)
-{
-    pid_t tid = ll_park_tid(run, thread);
-    uintptr_t lo = (uintptr_t)object, hi = lo + size;
-    for (;;) {
-        long nr;
-        uintptr_t addr;
-        if (!ll_park_observe(tid, &nr, &addr))
-            ll_park_ended(run, tid, "a lock or condition variable");
-        if (nr == SYS_futex && addr >= lo && addr < hi)
-            return;
-        ll_park_yield();
-    }
-}
-
-void ll_await_reading(ll_run *run, pthread_t thread, int fd)
-{
-    pid_t tid = ll_park_tid(run, thread);
-    for (;;) {
-        long nr;
-        uintptr_t arg0;
-        if (!ll_park_observe(tid, &nr, &arg0))
-            ll_park_ended(run, tid, "a file descriptor");
-        if ((nr == SYS_read || nr == SYS_readv || nr == SYS_recvfrom || nr == SYS_recvmsg) &&
-            arg0 == (uintptr_t)fd)
-            return;
-        ll_park_yield();
-    }
 }

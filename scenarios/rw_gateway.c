@@ -23,7 +23,8 @@
  * holding it. A real race: some connections leak, some do not (counter
  * wakeups_lost; 36-92% here). --race-window-us N holds the writer's window
  * open after each send until the reader's next move, at most N us: at
- * 1000000 every connection leaks (the teaching and testing knob).
+ * 1000000 every connection leaks (the teaching and testing knob; it and the
+ * rest of the plumbing - listener, send queue, frame loop - are rw_server.c's).
  *
  * What the tools see after the load, leaky: threads = the listener baseline +
  * one writer per leaked session, all in one census group (futex wait: the
@@ -41,17 +42,13 @@
  */
 #include "leaklab.h"
 #include "rw_protocol.h"
+#include "rw_server.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 enum {
@@ -67,8 +64,6 @@ enum {
     MIN_SESSION_KB = 36,     /* the read buffer plus a queue holding one largest reply */
     MAX_SESSION_KB = 16384,
     MAX_RACE_WINDOW_US = 1000000,
-    FD_MARGIN = 64,          /* stdio, events file, listener, eventfd, tools */
-    LISTEN_BACKLOG = 4096,   /* the kernel caps it at net.core.somaxconn */
 };
 
 /* 6,000 threads at seed scale: glibc's default 8 MiB stacks would reserve
@@ -88,7 +83,7 @@ static const ll_option options[] = {
     {0},
 };
 
-static atomic_llong accepted, sessions_live, readers_live, writers_live, writers_asleep, frames, rejects, resets,
+atomic_llong accepted, sessions_live, readers_live, writers_live, writers_asleep, frames, rejects, resets,
     wakeups_lost;
 
 static const ll_counter counters[] = {
@@ -98,48 +93,31 @@ static const ll_counter counters[] = {
     {0},
 };
 
-/* Main's record of a connection: outlives the session, so main can join;
- * only the reader writes to it, and main frees it once it has joined. */
-struct conn {
-    pthread_t reader, writer;
-    bool writer_lost; /* set by the reader: its close will not reach the writer (a lost wake-up) */
-    struct conn *next;
-};
-
 struct session {
     int fd;
     pthread_mutex_t lock;
-    pthread_cond_t wake;   /* writer: a reply is queued, or the session closed */
-    pthread_cond_t space;  /* reader: the writer sent everything queued */
-    pthread_cond_t moved;  /* --race-window-us only: the reader queued a reply or closed */
-    unsigned long moves;   /* --race-window-us only: how often it did */
-    bool closed;           /* the reader saw the end (or, fixed, the writer lost the peer) */
-    bool writer_will_look; /* its next step is a look at `closed`: it sleeps on `wake`, or has not looked yet */
-    int refs;              /* fixed: threads still using the session */
-    struct conn *conn;
-    unsigned char *queue;  /* the send queue: replies in [sent, queued) are still to send */
-    size_t queue_size, sent, queued;
-    unsigned char rbuf[];  /* RW_MAX_FRAME_BYTES of read buffer, then the send queue */
+    pthread_cond_t wake;       /* writer: a reply is queued, or the session closed */
+    bool closed;               /* the reader saw the end (or, fixed, the writer lost the peer) */
+    bool writer_will_look;     /* its next step is a look at `closed`: it sleeps on `wake`, or has not looked yet */
+    int refs;                  /* fixed: threads still using the session */
+    struct conn *conn;         /* main's record (rw_server.h) */
+    struct send_queue queue;   /* the replies still to send (rw_server.h) */
+    struct race_window window; /* --race-window-us only: the reader's moves (rw_server.h) */
+    unsigned char rbuf[];      /* RW_MAX_FRAME_BYTES of read buffer, then the send queue's bytes */
 };
 
-/* File scope, so main's bookkeeping stays reachable for leak checkers. */
 static struct gateway {
     ll_run *run;
-    bool fixed, drained, stop;
+    bool fixed;
     long long race_window_us;
     size_t session_bytes;
-    int listen_fd, wake_fd;
-    pthread_t acceptor;
-    pthread_mutex_t lock;  /* guards conns, drained, stop */
-    pthread_cond_t changed;
-    struct conn *conns;
-} gw = {.lock = PTHREAD_MUTEX_INITIALIZER, .changed = PTHREAD_COND_INITIALIZER};
+} gw;
 
 /* One allocation per session; noinline and malloc called here, so heap
  * profiles and memcheck name session_new. Zeroed with explicit_bzero, which
  * the compiler may not turn into calloc (whose fresh pages stay untouched):
  * the buffers are resident, as those of a session that has been used are. */
-__attribute__((noinline)) static struct session *session_new(int fd, struct conn *conn)
+__attribute__((noinline)) static void *session_new(int fd, struct conn *conn)
 {
     struct session *s = malloc(gw.session_bytes);
     if (!s)
@@ -148,10 +126,8 @@ __attribute__((noinline)) static struct session *session_new(int fd, struct conn
     s->fd = fd, s->refs = 2, s->conn = conn, s->writer_will_look = true;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->wake, NULL);
-    pthread_cond_init(&s->space, NULL);
-    pthread_cond_init(&s->moved, NULL);
-    s->queue = s->rbuf + RW_MAX_FRAME_BYTES;
-    s->queue_size = gw.session_bytes - sizeof *s - RW_MAX_FRAME_BYTES;
+    window_init(&s->window);
+    queue_init(&s->queue, s->rbuf + RW_MAX_FRAME_BYTES, gw.session_bytes - sizeof *s - RW_MAX_FRAME_BYTES);
     atomic_fetch_add(&sessions_live, 1);
     return s;
 }
@@ -159,8 +135,8 @@ __attribute__((noinline)) static struct session *session_new(int fd, struct conn
 static void session_free(struct session *s)
 {
     close(s->fd);
-    pthread_cond_destroy(&s->moved);
-    pthread_cond_destroy(&s->space);
+    window_destroy(&s->window);
+    queue_destroy(&s->queue);
     pthread_cond_destroy(&s->wake);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -169,59 +145,22 @@ static void session_free(struct session *s)
 
 /* ---- the reader: frames in, echoes onto the send queue ---- */
 
-enum ending { END_EOF, END_RESET, END_REJECT };
-
-/* For the race-window widener only (see race_window): the reader moved. */
-static void reader_moved(struct session *s)
+/* Queues the frame (hdr, then rbuf) as its own echo; false once the session
+ * closed. read_frames (rw_server.c) calls it for every frame. */
+static bool queue_reply(void *session, const unsigned char *hdr, size_t len)
 {
-    s->moves++;
-    pthread_cond_broadcast(&s->moved);
-}
-
-/* Queues the frame (hdr, then rbuf) as its own echo; false once the session closed. */
-static bool queue_reply(struct session *s, const unsigned char *hdr, size_t len)
-{
+    struct session *s = session;
     pthread_mutex_lock(&s->lock);
-    while (s->queue_size - s->queued < RW_HEADER_BYTES + len && !s->closed)
-        pthread_cond_wait(&s->space, &s->lock);
+    while (!queue_has_room(&s->queue, len) && !s->closed)
+        pthread_cond_wait(&s->queue.space, &s->lock);
     bool ok = !s->closed;
-    if (ok) { /* the writer sends [sent, queued) unlocked; this lands past it */
-        memcpy(s->queue + s->queued, hdr, RW_HEADER_BYTES);
-        memcpy(s->queue + s->queued + RW_HEADER_BYTES, s->rbuf, len);
-        s->queued += RW_HEADER_BYTES + len;
+    if (ok) {
+        queue_append(&s->queue, hdr, s->rbuf, len);
         pthread_cond_signal(&s->wake);
-        reader_moved(s);
+        reader_moved(&s->window);
     }
     pthread_mutex_unlock(&s->lock);
     return ok;
-}
-
-/* Frames in, each queued as its own echo, until the stream ends. The decoder
- * (rw_protocol.h) says how many bytes the frame still needs and recv() asks
- * for no more: a bad header is seen before anything after it is read. */
-static enum ending read_frames(struct session *s)
-{
-    rw_decoder frame;
-    rw_decoder_init(&frame, s->rbuf);
-    for (;;) {
-        unsigned char *into;
-        size_t want = rw_decoder_want(&frame, &into);
-        ssize_t r = recv(s->fd, into, want, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return END_RESET;
-        if (r == 0) /* the stream ended: between frames, or inside one */
-            return rw_decoder_between_frames(&frame) ? END_EOF : END_REJECT;
-        rw_verdict v = rw_decoder_took(&frame, (size_t)r);
-        if (v == RW_NEED_MORE)
-            continue;
-        if (v != RW_FRAME)
-            return END_REJECT; /* garbage, or a length no frame may have: never read on */
-        if (!queue_reply(s, frame.header, frame.len))
-            return END_EOF; /* fixed: the writer lost the peer */
-        atomic_fetch_add(&frames, 1);
-    }
 }
 
 static void release(struct session *s)
@@ -236,7 +175,7 @@ static void release(struct session *s)
 static void *reader(void *arg)
 {
     struct session *s = arg;
-    enum ending end = read_frames(s);
+    enum ending end = read_frames(s->fd, s->rbuf, queue_reply, s);
     if (end != END_EOF)
         atomic_fetch_add(end == END_REJECT ? &rejects : &resets, 1);
 
@@ -245,7 +184,7 @@ static void *reader(void *arg)
     /* Bookkeeping: unless the leaky writer's next step is a look at `closed`
      * with nothing left to send, it will sleep again without looking: this
      * wake-up is lost (the writer is sending, or still has replies to send). */
-    if (!gw.fixed && !(s->writer_will_look && s->queued == 0)) {
+    if (!gw.fixed && !(s->writer_will_look && s->queue.queued == 0)) {
         s->conn->writer_lost = true;
         atomic_fetch_add(&wakeups_lost, 1);
     }
@@ -253,7 +192,7 @@ static void *reader(void *arg)
         pthread_cond_broadcast(&s->wake); /* FIX: every waiter, and `closed` set under the same lock */
     else
         pthread_cond_signal(&s->wake);
-    reader_moved(s);
+    reader_moved(&s->window);
     pthread_mutex_unlock(&s->lock);
     atomic_fetch_sub(&readers_live, 1);
     if (!gw.fixed)
@@ -266,72 +205,15 @@ static void *reader(void *arg)
 
 /* ---- the writer: the send queue out onto the socket ---- */
 
-static bool send_all(int fd, const unsigned char *p, size_t len)
-{
-    for (size_t off = 0; off < len;) {
-        ssize_t n = send(fd, p + off, len - off, MSG_NOSIGNAL);
-        if (n > 0)
-            off += (size_t)n;
-        else if (n < 0 && errno != EINTR)
-            return false;
-    }
-    return true;
-}
-
-/* Counts a change main may be waiting for (under gw.lock, so no wake-up of
- * main's is lost). */
-static void changed(atomic_llong *counter, int delta)
-{
-    atomic_fetch_add(counter, delta);
-    pthread_mutex_lock(&gw.lock);
-    pthread_cond_broadcast(&gw.changed);
-    pthread_mutex_unlock(&gw.lock);
-}
-
 /* The writer sleeps until the reader signals `wake`, and then looks at
- * `closed` (writer_will_look tells the reader so); writers_asleep tells main. */
-static void writer_wait(struct session *s)
+ * `closed` (writer_will_look tells the reader so); writers_asleep tells main.
+ * A frame of its own (LL_WAIT_SITE), so the census and the tools name it. */
+LL_WAIT_SITE static void writer_wait(struct session *s)
 {
     s->writer_will_look = true;
     changed(&writers_asleep, 1);
     pthread_cond_wait(&s->wake, &s->lock);
     changed(&writers_asleep, -1);
-}
-
-/* The teaching knob, and the one deliberate delay in this file: after its
- * send, the writer stays away from its wait until the reader moves again
- * (queues the next reply, or closes - or had closed already) or
- * --race-window-us pass. A close that comes within the window always lands
- * in it and is lost; the bound only matters when the reader is descheduled
- * between its last reply and its EOF (measured at seed scale on 2 cores: 1 ms
- * caught 97.9-99.5% of the closes, 10 ms 98.9-99.7%, 100 ms all). At 0 the
- * window is the send alone: the natural race. Called with s->lock held. */
-static void race_window(struct session *s, unsigned long moves_seen)
-{
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    long long ns = until.tv_nsec + gw.race_window_us * 1000;
-    until.tv_sec += ns / 1000000000, until.tv_nsec = ns % 1000000000;
-    while (gw.race_window_us > 0 && s->moves == moves_seen && !s->closed &&
-           pthread_cond_clockwait(&s->moved, &s->lock, CLOCK_MONOTONIC, &until) != ETIMEDOUT)
-        ;
-}
-
-/* What is queued and not sent yet, and where it starts. */
-static size_t queue_unsent(const struct session *s, const unsigned char **p)
-{
-    *p = s->queue + s->sent;
-    return s->queued - s->sent;
-}
-
-/* `len` more bytes are sent; once everything is, the queue starts over. */
-static void queue_sent(struct session *s, size_t len)
-{
-    s->sent += len;
-    if (s->sent == s->queued) {
-        s->sent = s->queued = 0;
-        pthread_cond_signal(&s->space);
-    }
 }
 
 static void *writer_leaky(void *arg)
@@ -340,17 +222,17 @@ static void *writer_leaky(void *arg)
     const unsigned char *p;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        size_t len = queue_unsent(s, &p);
+        size_t len = queue_unsent(&s->queue, &p);
         if (s->closed && len == 0)
             break;
         s->writer_will_look = false; /* it looked; it will not look again before it sleeps */
-        unsigned long moves = s->moves;
+        unsigned long moves = s->window.moves;
         pthread_mutex_unlock(&s->lock);
-        send_all(s->fd, p, len); /* a failed send is dropped: the reader will see the end */
+        rw_send_all(s->fd, p, len); /* a failed send is dropped: the reader will see the end */
         pthread_mutex_lock(&s->lock);
-        race_window(s, moves);
-        queue_sent(s, len);
-        if (s->queued == 0)
+        race_window(&s->window, &s->lock, moves, s->closed, gw.race_window_us); /* --race-window-us */
+        queue_sent(&s->queue, len);
+        if (s->queue.queued == 0)
             writer_wait(s); /* BUG: sleeps without looking at `closed` again */
     }
     pthread_mutex_unlock(&s->lock);
@@ -365,20 +247,21 @@ static void *writer_fixed(void *arg)
     const unsigned char *p;
     pthread_mutex_lock(&s->lock);
     for (;;) {
-        while (s->queued == 0 && !s->closed) /* FIX: the wait re-checks `closed`, under its lock */
+        while (s->queue.queued == 0 && !s->closed) /* FIX: the wait re-checks `closed`, under its lock */
             writer_wait(s);
-        size_t len = queue_unsent(s, &p);
+        size_t len = queue_unsent(&s->queue, &p);
         if (len == 0)
             break; /* closed, and every reply sent */
-        unsigned long moves = s->moves;
+        unsigned long moves = s->window.moves;
         pthread_mutex_unlock(&s->lock);
-        bool sent = send_all(s->fd, p, len);
+        bool sent = rw_send_all(s->fd, p, len);
         pthread_mutex_lock(&s->lock);
-        race_window(s, moves); /* the same window: harmless now */
-        queue_sent(s, len);
+        /* the same window: harmless now */
+        race_window(&s->window, &s->lock, moves, s->closed, gw.race_window_us);
+        queue_sent(&s->queue, len);
         if (!sent) {
             s->closed = true; /* FIX: the peer is gone: stop, and a reader waiting for room returns */
-            pthread_cond_broadcast(&s->space);
+            pthread_cond_broadcast(&s->queue.space);
             break;
         }
     }
@@ -389,97 +272,14 @@ static void *writer_fixed(void *arg)
     return NULL;
 }
 
-/* ---- the listener ---- */
-
-static void start_session(int fd)
-{
-    struct conn *c = ll_xmalloc(gw.run, sizeof *c);
-    *c = (struct conn){0};
-    struct session *s = session_new(fd, c);
-    atomic_fetch_add(&accepted, 1), atomic_fetch_add(&readers_live, 1), atomic_fetch_add(&writers_live, 1);
-    ll_thread_start(gw.run, &c->reader, reader, s);
-    ll_thread_start(gw.run, &c->writer, gw.fixed ? writer_fixed : writer_leaky, s);
-    pthread_mutex_lock(&gw.lock);
-    c->next = gw.conns, gw.conns = c;
-    pthread_mutex_unlock(&gw.lock);
-}
-
-static void *acceptor(void *arg)
-{
-    (void)arg;
-    struct pollfd p[2] = {{.fd = gw.listen_fd, .events = POLLIN}, {.fd = gw.wake_fd, .events = POLLIN}};
-    for (;;) {
-        if (poll(p, 2, -1) < 0 && errno != EINTR)
-            ll_refuse(gw.run, "poll (listener)", errno, "this is a bug; report it with the events file");
-        uint64_t n; /* main's request, read before the accepts: what it asks about is queued by now */
-        bool asked = read(gw.wake_fd, &n, sizeof n) == sizeof n;
-        int fd;
-        while ((fd = accept4(gw.listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0 || errno == EINTR || errno == ECONNABORTED)
-            if (fd >= 0)
-                start_session(fd);
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            ll_refuse(gw.run, "accept4", errno,
-                      "one descriptor per connection: raise the open-files limit (ulimit -n, hard: ulimit -Hn) "
-                      "or lower --connections");
-        if (asked) { /* the backlog is drained: tell main; stop if it asked us to */
-            pthread_mutex_lock(&gw.lock);
-            gw.drained = true;
-            bool stop = gw.stop;
-            pthread_cond_broadcast(&gw.changed);
-            pthread_mutex_unlock(&gw.lock);
-            if (stop)
-                return NULL;
-        }
-    }
-}
-
-/* Has the acceptor accept everything queued on the listener (or stop), and
- * hands main the records of the connections accepted so far. */
-static struct conn *ask_acceptor(bool stop)
-{
-    pthread_mutex_lock(&gw.lock);
-    gw.drained = false, gw.stop = stop;
-    if (eventfd_write(gw.wake_fd, 1) != 0)
-        ll_refuse(gw.run, "eventfd_write", errno, "this is a bug; report it with the events file");
-    while (!gw.drained)
-        pthread_cond_wait(&gw.changed, &gw.lock);
-    struct conn *conns = gw.conns;
-    gw.conns = NULL;
-    pthread_mutex_unlock(&gw.lock);
-    return conns;
-}
-
-static int listen_loopback(ll_run *run)
-{
-    struct rlimit rl = {RLIM_INFINITY, RLIM_INFINITY};
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max; /* one descriptor per connection: take all we may */
-        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-            getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)(ll_opt(run, "connections") + FD_MARGIN))
-        ll_refuse(run, "raising RLIMIT_NOFILE", EMFILE,
-                  "The gateway needs --connections + 64 descriptors: raise the hard limit "
-                  "(ulimit -Hn; nofile in /etc/security/limits.conf) or lower --connections");
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof addr;
-    gw.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (gw.listen_fd < 0 || bind(gw.listen_fd, (struct sockaddr *)&addr, sizeof addr) != 0 ||
-        listen(gw.listen_fd, LISTEN_BACKLOG) != 0 || getsockname(gw.listen_fd, (struct sockaddr *)&addr, &len) != 0)
-        ll_refuse(run, "listening on 127.0.0.1:0", errno, "check that the loopback interface is up");
-    if ((gw.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
-        ll_refuse(run, "eventfd", errno, "raise the open-files limit");
-    return ntohs(addr.sin_port);
-}
-
 static void serve(ll_run *run, bool fixed)
 {
     gw.run = run, gw.fixed = fixed;
     gw.race_window_us = ll_opt(run, "race-window-us");
     gw.session_bytes = (size_t)ll_opt(run, "session-kb") * 1024;
+    const rw_server_hooks hooks = {session_new, reader, fixed ? writer_fixed : writer_leaky};
     char fields[160];
-    snprintf(fields, sizeof fields, "\"port\":%d", listen_loopback(run));
-    ll_thread_start(run, &gw.acceptor, acceptor, NULL);
+    snprintf(fields, sizeof fields, "\"port\":%d", rw_server_start(run, ll_opt(run, "connections"), &hooks));
     ll_phase(run, "listening"); /* the baseline: main and the acceptor */
     ll_event(run, "listening", fields);
 
@@ -493,16 +293,12 @@ static void serve(ll_run *run, bool fixed)
         next = c->next;
         free(c); /* a server must not keep a record per connection it ever served */
     }
-    pthread_mutex_lock(&gw.lock);
-    while (atomic_load(&writers_asleep) < atomic_load(&wakeups_lost)) /* the lost ones: asleep for good */
-        pthread_cond_wait(&gw.changed, &gw.lock);
-    pthread_mutex_unlock(&gw.lock);
+    wait_until_at_least(&writers_asleep, &wakeups_lost); /* the lost ones: asleep for good */
     snprintf(fields, sizeof fields, "\"connections\":%lld,\"sessions_leaked\":%lld,\"wakeups_lost\":%lld",
              atomic_load(&accepted), atomic_load(&sessions_live), atomic_load(&wakeups_lost));
     ll_event(run, "leaked", fields);
     ll_phase(run, "after-load");
-    ask_acceptor(true); /* stop serving; blocked writers stay blocked until the process ends */
-    pthread_join(gw.acceptor, NULL);
+    rw_server_stop(); /* blocked writers stay blocked until the process ends */
 }
 
 static void run_leaky(ll_run *run) { serve(run, false); }

@@ -1,5 +1,9 @@
-/* rw_protocol.h - the frame format rw_gateway and rw_client share, and its
- * encoder and decoder.
+/* rw_protocol.h - what rw_gateway and rw_client share: the frame format, its
+ * encoder and decoder, and the loopback socket calls of both sides
+ * (rw_protocol.c). The scenario's story - sessions, the reader and the
+ * writer, the race - stays in rw_gateway.c; the load stays in rw_client.c.
+ * Nothing here uses the harness (leaklab.h): the client is a plain program,
+ * and the fuzz target (fuzz/gateway_decoder) compiles this code alone.
  *
  * A frame is an 8-byte header, the magic "LLGW" and the payload length as a
  * big-endian uint32 in [1, RW_MAX_FRAME_BYTES], followed by the payload. The
@@ -26,7 +30,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
 
 #define RW_MAGIC "LLGW"
 enum {
@@ -46,13 +49,11 @@ static inline void rw_put_be32(unsigned char *p, uint32_t v)
     p[3] = (unsigned char)v;
 }
 
+/* ---- frames ---- */
+
 /* Writes the header of a frame whose payload is `len` bytes. Any len is
  * written as given: the hostile client sends lengths no frame may have. */
-static inline void rw_encode_header(unsigned char hdr[RW_HEADER_BYTES], uint32_t len)
-{
-    memcpy(hdr, RW_MAGIC, RW_MAGIC_BYTES);
-    rw_put_be32(hdr + RW_MAGIC_BYTES, len);
-}
+void rw_encode_header(unsigned char hdr[RW_HEADER_BYTES], uint32_t len);
 
 /* What a complete header, or the decoder's last step, says. */
 typedef enum rw_verdict {
@@ -63,13 +64,7 @@ typedef enum rw_verdict {
 } rw_verdict;
 
 /* Checks a complete header; on RW_FRAME *len is the payload length. */
-static inline rw_verdict rw_decode_header(const unsigned char hdr[RW_HEADER_BYTES], uint32_t *len)
-{
-    if (memcmp(hdr, RW_MAGIC, RW_MAGIC_BYTES) != 0)
-        return RW_BAD_MAGIC;
-    *len = rw_get_be32(hdr + RW_MAGIC_BYTES);
-    return *len == 0 || *len > RW_MAX_FRAME_BYTES ? RW_BAD_LENGTH : RW_FRAME;
-}
+rw_verdict rw_decode_header(const unsigned char hdr[RW_HEADER_BYTES], uint32_t *len);
 
 typedef struct rw_decoder {
     unsigned char header[RW_HEADER_BYTES]; /* the current frame's header */
@@ -81,81 +76,61 @@ typedef struct rw_decoder {
 } rw_decoder;
 
 /* Starts a stream; `payload` must hold RW_MAX_FRAME_BYTES and outlive the decoder. */
-static inline void rw_decoder_init(rw_decoder *d, unsigned char *payload)
-{
-    memset(d, 0, sizeof *d);
-    d->payload = payload;
-    d->failed = RW_NEED_MORE;
-}
+void rw_decoder_init(rw_decoder *d, unsigned char *payload);
 
 /* Where the next bytes go (*into) and how many the current part still
  * needs; 0 once the stream failed (read nothing more). */
-static inline size_t rw_decoder_want(const rw_decoder *d, unsigned char **into)
-{
-    if (d->failed != RW_NEED_MORE) {
-        *into = NULL;
-        return 0;
-    }
-    if (d->in_payload) {
-        *into = d->payload + d->have;
-        return d->len - d->have;
-    }
-    *into = (unsigned char *)d->header + d->have;
-    return RW_HEADER_BYTES - d->have;
-}
+size_t rw_decoder_want(const rw_decoder *d, unsigned char **into);
 
 /* `n` bytes (at most what rw_decoder_want() asked for) arrived where it
  * said. RW_FRAME: d->header, d->len and d->payload hold a whole frame, valid
  * until the next call; the next bytes start the next frame. A violation is
  * final: every later call returns it again. */
-static inline rw_verdict rw_decoder_took(rw_decoder *d, size_t n)
-{
-    if (d->failed != RW_NEED_MORE)
-        return d->failed;
-    d->have += (uint32_t)n;
-    if (!d->in_payload) {
-        if (d->have < RW_HEADER_BYTES)
-            return RW_NEED_MORE;
-        rw_verdict v = rw_decode_header(d->header, &d->len);
-        if (v != RW_FRAME)
-            return d->failed = v;
-        d->in_payload = true, d->have = 0;
-        return RW_NEED_MORE;
-    }
-    if (d->have < d->len)
-        return RW_NEED_MORE;
-    d->in_payload = false, d->have = 0;
-    return RW_FRAME;
-}
+rw_verdict rw_decoder_took(rw_decoder *d, size_t n);
 
 /* At the end of the stream: true if it ended between two frames (a clean
  * close), false if inside one (a truncated frame: a violation). */
-static inline bool rw_decoder_between_frames(const rw_decoder *d)
-{
-    return d->failed == RW_NEED_MORE && !d->in_payload && d->have == 0;
-}
+bool rw_decoder_between_frames(const rw_decoder *d);
 
 /* Pushes `n` bytes (any split of the stream), calling on_frame for each
  * frame completed. Returns the violation that ended the stream, or
  * RW_NEED_MORE if every byte was taken. Bytes after a violation are not looked at. */
-static inline rw_verdict rw_decoder_feed(rw_decoder *d, const unsigned char *bytes, size_t n,
-                                         void (*on_frame)(void *ctx, const rw_decoder *d), void *ctx)
-{
-    while (n > 0) {
-        unsigned char *into;
-        size_t want = rw_decoder_want(d, &into);
-        if (want == 0)
-            return d->failed;
-        size_t take = n < want ? n : want;
-        memcpy(into, bytes, take);
-        bytes += take, n -= take;
-        rw_verdict v = rw_decoder_took(d, take);
-        if (v == RW_FRAME && on_frame)
-            on_frame(ctx, d);
-        else if (v != RW_NEED_MORE && v != RW_FRAME)
-            return v;
-    }
-    return d->failed;
-}
+rw_verdict rw_decoder_feed(rw_decoder *d, const unsigned char *bytes, size_t n,
+                           void (*on_frame)(void *ctx, const rw_decoder *d), void *ctx);
+
+/* Byte `pos` of the client's frame number `frame` on connection `id`, whose
+ * payload is `payload_len` bytes: the header, then a pattern that differs
+ * per connection and frame, so a misrouted echo is caught. */
+unsigned char rw_frame_byte(uint32_t payload_len, unsigned id, unsigned frame, size_t pos);
+
+/* ---- sockets: 127.0.0.1 only, one descriptor per connection ---- */
+
+/* Raises the soft open-files limit to the hard one. False if the limit is
+ * still below `needed` (*limit: what it is); true if it is not (or cannot
+ * be read: then the sockets themselves will say). */
+bool rw_raise_fd_limit(long needed, unsigned long long *limit);
+
+/* A non-blocking listening socket on 127.0.0.1, an ephemeral port (*port).
+ * -1 with errno set if any step fails. */
+int rw_listen_loopback(int backlog, int *port);
+
+/* A non-blocking socket connecting to 127.0.0.1:port (under way, or done).
+ * RW_NO_SOCKET (errno set) if no socket could be made; -1 if the connect
+ * failed at once. */
+enum { RW_NO_SOCKET = -2 };
+int rw_connect_loopback(int port);
+
+/* Sends all `len` bytes on a blocking socket; false once send() fails
+ * (the peer is gone). Never raises SIGPIPE. */
+bool rw_send_all(int fd, const unsigned char *p, size_t len);
+
+/* Deadline-bound calls on a non-blocking socket, for a client that must
+ * stop by itself. `until` is a CLOCK_MONOTONIC time in ms (rw_now_ms()). */
+long long rw_now_ms(void);
+int rw_ms_left(long long until); /* 0 once passed; at most a minute */
+bool rw_connected_by(int fd, long long until);
+bool rw_send_by(int fd, const unsigned char *buf, size_t len, long long until);
+int rw_recv_by(int fd, unsigned char *buf, size_t len, long long until); /* 1 done, 0 closed (EOF or reset), -1 timed out */
+bool rw_closed_by(int fd, long long until); /* reads and drops until the peer closes */
 
 #endif

@@ -55,6 +55,63 @@ class Layout(unittest.TestCase):
             tree(tempfile.mkdtemp())))
 
 
+class IncludeCycles(unittest.TestCase):
+    """Quoted includes of every C file, resolved next to the file and then in
+    the build's include directories: a cycle is reported once, by its files."""
+
+    def check(self, files):
+        with tempfile.TemporaryDirectory() as d:
+            root = tree(d)
+            for name, text in files.items():
+                (root / name).parent.mkdir(parents=True, exist_ok=True)
+                (root / name).write_text(text)
+            return check_layout.problems(root)
+
+    def test_two_files_including_each_other(self):
+        self.assertEqual(self.check({"common/chan.c": '#include "sync.c"\n',
+                                     "common/sync.c": '  #  include "chan.c" /* why */\n'}),
+                         ["include cycle: common/chan.c -> common/sync.c -> common/chan.c"])
+
+    def test_cycle_through_an_include_directory(self):
+        self.assertEqual(self.check({"common/a.h": '#include "b.h"\n',
+                                     "threadcheck/outside/b.h": '#include "c.h"\n',
+                                     "threadcheck/orphans/src/c.h": '#include "a.h"\n',
+                                     "tests/t.c": '#include "a.h"\n'}),
+                         ["include cycle: common/a.h -> threadcheck/outside/b.h -> "
+                          "threadcheck/orphans/src/c.h -> common/a.h"])
+
+    def test_file_including_itself(self):
+        self.assertEqual(self.check({"threadcheck/src/k.h": '#include "k.h"\n'}),
+                         ["include cycle: threadcheck/src/k.h -> threadcheck/src/k.h"])
+
+    def test_shared_header_and_system_includes_are_no_cycle(self):
+        self.assertEqual(self.check({"common/park.h": '#include "leaklab.h"\n#include <park.h>\n',
+                                     "common/leaklab.h": '#include <stdio.h>\n#include "missing.h"\n',
+                                     "common/chan.c": '#include "park.h"\n',
+                                     "common/park.c": '#include "park.h"\n',
+                                     "tests/broken/b.c": '#include "a.c"\n'}), [])
+
+    def test_two_files_using_each_other_through_a_header(self):
+        # chan.c and sync.c before park.c: each called functions the other defines.
+        self.assertEqual(self.check({
+            "common/park.h": "bool ll_park_observe(int tid);\n",
+            "common/chan.c": '#include "park.h"\n\nvoid ll_chan_close(ll_chan *ch)\n{\n    ll_park_observe(1);\n}\n',
+            "common/sync.c": ('#include "park.h"\n\nbool ll_park_observe(int tid)\n{\n    return tid;\n}\n\n'
+                              "void ll_context_cancel(ll_context *ctx)\n{\n    ll_chan_close(ctx->done);\n}\n"),
+        }), ["C files that need each other: common/chan.c -> common/sync.c -> common/chan.c"])
+
+    def test_one_way_use_static_functions_and_other_folders_are_no_cycle(self):
+        self.assertEqual(self.check({
+            # park.c is used, uses nothing back; a comment naming a function is no use
+            "common/park.c": "/* ll_chan_close() */\nbool ll_park_observe(int tid)\n{\n    return tid > 0;\n}\n",
+            "common/chan.c": "void ll_chan_close(ll_chan *ch)\n{\n    ll_park_observe(1);\n}\n",
+            # a.c's own static worker() is not b.c's worker(): b.c uses a.c, not back
+            "tests/orphans/a.c": "static void worker(void)\n{\n}\nvoid setup(void)\n{\n    worker();\n}\n",
+            "tests/orphans/b.c": "void worker(void)\n{\n}\nint main(void)\n{\n    setup();\n    worker();\n}\n",
+            # a function of another folder (another program) named the same
+            "tests/t.c": "void ll_chan_close(void *ch)\n{\n    ll_park_observe(0);\n}\n",
+        }), [])
+
 
 def zoo_tree(d, registered=("k",), sources=("k",), expected=("k",), rows=("k",)):
     root = tree(d)

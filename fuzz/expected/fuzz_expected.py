@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """fuzz_expected.py - a coverage-guided mutational fuzz of the expected files'
-expression language (scripts/expected.py: parse() and evaluate()).
+expression language (scripts/expect/expected.py: parse() and evaluate()).
 
 The language is Python-side only (the comparer reads expected/*.toml), so
 libFuzzer cannot reach it; this is the same idea with the standard library:
@@ -44,9 +44,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))  # the `scripts` package
 
-import expected  # noqa: E402
+from scripts.expect import expected  # noqa: E402
 
 EXPECTED_FILE = os.path.realpath(expected.__file__)
 
@@ -164,7 +164,7 @@ def run_one(text, features):
 # ---- coverage ---------------------------------------------------------------
 
 class Coverage:
-    """Line-to-line edges taken inside scripts/expected.py."""
+    """Line-to-line edges taken inside scripts/expect/expected.py."""
 
     def __init__(self):
         self.edges = set()

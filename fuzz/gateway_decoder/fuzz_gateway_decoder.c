@@ -1,5 +1,5 @@
 /* fuzz_gateway_decoder - the bytes any client may send rw_gateway, through
- * its frame decoder (scenarios/rw_protocol.h), split every which way.
+ * its frame decoder (scenarios/rw_protocol.c), split every which way.
  *
  * Input: one byte that seeds how the stream is cut into reads, then the
  * stream itself. The stream is decoded three ways and each must agree with a
@@ -18,6 +18,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum ending { END_CLEAN, END_TRUNCATED, END_BAD_MAGIC, END_BAD_LENGTH };
 static const char *const ending_names[] = {"clean", "truncated", "bad magic", "bad length"};
