@@ -43,7 +43,7 @@ BUILD = Path(os.environ.get("LEAKLAB_BUILD_DIR") or REPO / "build").resolve()
 CTEST = shutil.which("ctest") or "ctest"
 NATIVE = "blocked_workers.leaky.native"
 CANARY = "blocked_workers.fixed.lsan.canary"
-# What a check test must leave in Test.xml (scripts/measurements.py).
+# What a check test must leave in Test.xml (scripts/views/measurements.py).
 REQUIRED = {
     NATIVE: ("threads", "rss_bytes", "in_use_bytes", "threads_end", "wall_s", "workers", "payload_bytes",
              "checks_passed", "checks_failed", "result", "verdict"),

@@ -26,13 +26,13 @@ import unittest
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))  # the `scripts` package
 
-import comparer  # noqa: E402
-import expected  # noqa: E402
-import matrix  # noqa: E402
-import runner  # noqa: E402
-import sanitizer  # noqa: E402
+from scripts.expect import comparer  # noqa: E402
+from scripts.expect import expected  # noqa: E402
+from scripts.views import matrix  # noqa: E402
+from scripts.run import runner  # noqa: E402
+from scripts.tools import sanitizer  # noqa: E402
 
 BUILD = Path(os.environ.get("LEAKLAB_BUILD_DIR") or REPO / "build").resolve()
 # The real runs keep small (50 workers, over the expected file's [[args]]): what

@@ -8,8 +8,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+if str(REPO) not in sys.path:  # the `scripts` package
+    sys.path.insert(0, str(REPO))
 
 MB = 1 << 20
 

@@ -1,0 +1,1 @@
+"""The `leaklab` commands and their arguments (leaklab.py)."""

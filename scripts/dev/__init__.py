@@ -1,0 +1,1 @@
+"""Tools for working on leaklab itself: fuzz targets (fuzz.py), flaky-test counts (flaky.py)."""

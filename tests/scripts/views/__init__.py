@@ -1,0 +1,1 @@
+"""Unit tests of scripts/views/ (run by scripts.unit: python -m unittest discover -s tests/scripts)."""
