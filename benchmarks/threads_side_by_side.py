@@ -3,7 +3,7 @@
 `gdb -batch -ex 'thread apply all bt' -p PID` on one held blocked_workers, in alternating
 rounds, and print each one's median wall time and its ratio to leaklab's.
 
-    benchmarks/threads_side_by_side.py --scale seed --rounds 3 --build-dir build
+    benchmarks/threads_side_by_side.py --scale seed --rounds 5 --build-dir build
 
 The target (blocked_workers --variant leaky --hold forever; seed scale: 10,001 threads) is
 started once and waited for through its `hold` event; every command then dumps the same
@@ -75,7 +75,7 @@ def released(pid, timeout=30):
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--scale", choices=sorted(WORKERS), default="seed", help="target scale (default seed)")
-    p.add_argument("--rounds", type=int, default=3, help="rounds of every command (default 3)")
+    p.add_argument("--rounds", type=int, default=5, help="rounds of every command (default 5: the median of 5)")
     p.add_argument("--build-dir", default=os.environ.get("LEAKLAB_BUILD_DIR", str(REPO / "build")))
     p.add_argument("--tools", default="leaklab,eu-stack,gdb", help="which, in order (default leaklab,eu-stack,gdb)")
     p.add_argument("--timeout", type=float, default=600, help="per command, seconds (default 600)")

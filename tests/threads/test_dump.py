@@ -18,9 +18,9 @@ import unittest
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the `scripts` package
 
-import pprof_format  # noqa: E402
+from scripts.tools import pprof_format  # noqa: E402
 from support import (DUMPER, HeldTarget, leaklab_threads, require_dumper, tasks, traced_or_stopped,  # noqa: E402
                      wait_until, read_line)
 

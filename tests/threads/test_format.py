@@ -1,4 +1,4 @@
-"""scripts/threads.py and scripts/pprof_format.py on a hand-made threaddump document: the
+"""scripts/outside/threads.py and scripts/tools/pprof_format.py on a hand-made threaddump document: the
 grouping (what splits a group, largest first), the headline stack (the C library's frames
 skipped), the text and JSON outputs, and the pprof encoding read back field by field.
 No process is traced here."""
@@ -8,11 +8,11 @@ import sys
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the `scripts` package
 
-import pprof_format  # noqa: E402
-import runner  # noqa: E402
-import threads  # noqa: E402
+from scripts.tools import pprof_format  # noqa: E402
+from scripts.run import runner  # noqa: E402
+from scripts.outside import threads  # noqa: E402
 
 LIBC = "/usr/lib/x86_64-linux-gnu/libc.so.6"
 

@@ -37,12 +37,16 @@
  * calls on a socket with SO_RCVTIMEO/SO_SNDTIMEO, ...). A program that does
  * not expect EINTR there would misbehave, so threadcheck signals a thread only
  * when it runs in user space or sits in a system call known to restart
- * (futex waits without a timeout, read/recv/accept/connect/send on sockets
- * without timeouts and on pipes, wait4, flock, ...). Every other thread is
+ * (futex waits without a timeout, read/recv/accept on sockets without
+ * timeouts and on pipes, wait4, flock, ...). A sleeping write, send, splice
+ * or connect is not signalled either: a handler ends a transfer that has
+ * moved data with a short count. Every other thread is
  * reported with its system call and THREADCHECK_STACK_NOT_SIGNALLED, "stack
  * not captured", and the one frame the kernel tells (the user-space address
- * the system call was made from). A thread that blocks the signal, or does not
- * answer in time, is reported as such (THREADCHECK_STACK_BLOCKED, _TIMEOUT).
+ * the system call was made from). A thread that blocks the signal (in
+ * sigwait, on a signalfd, or anywhere) is never sent it, nor is a thread that
+ * still has one pending from an earlier capture: THREADCHECK_STACK_BLOCKED,
+ * _PENDING; one that does not answer in time is reported as _TIMEOUT.
  * A thread that reads "running" and enters such a call between the read and
  * the signal (microseconds) can still see one EINTR: a known limit.
  *
@@ -104,13 +108,14 @@ enum {
 /* What became of a thread's stack capture. */
 typedef enum threadcheck_stack_status {
     THREADCHECK_STACK_CAPTURED = 0,   /* unwound (by its own handler, or directly for the caller) */
-    THREADCHECK_STACK_NOT_SIGNALLED,  /* in a system call a signal could interrupt with EINTR */
+    THREADCHECK_STACK_NOT_SIGNALLED,  /* in a system call a signal could interrupt (EINTR, a short count) */
     THREADCHECK_STACK_BLOCKED,        /* the thread blocks the capture signal */
     THREADCHECK_STACK_TIMEOUT,        /* signalled, no answer within the capture timeout */
     THREADCHECK_STACK_EXITED,         /* the thread exited during the capture */
     THREADCHECK_STACK_STOPPED,        /* stopped, traced or a zombie: it cannot run a handler */
     THREADCHECK_STACK_UNAVAILABLE,    /* no capture at all this time: see stacks_unavailable */
     THREADCHECK_STACK_SKIPPED,        /* not asked for (THREADCHECK_NO_STACKS) */
+    THREADCHECK_STACK_PENDING,        /* an earlier capture's signal is still pending: not sent again */
 } threadcheck_stack_status;
 
 /* One frame, innermost first. Strings belong to the snapshot. */

@@ -1,6 +1,8 @@
 /* stopper.c - find every thread of a process, read what /proc says about it,
  * stop it with ptrace without ever sending it a signal, read its registers,
- * and let it go again.
+ * and let it go again; and leave alone, or put back, what a stop would
+ * change in the system call a thread sleeps in (see "which threads may be
+ * stopped" below).
  *
  * Why PTRACE_SEIZE + PTRACE_INTERRUPT and not PTRACE_ATTACH: ATTACH stops a
  * thread by sending it SIGSTOP, a real signal. The thread reports it as a
@@ -40,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
 #include <sys/uio.h>
@@ -140,6 +143,8 @@ static const struct { long nr; const char *name; } syscall_names[] = {
 static void parse_syscall(struct thread *th, const char *raw)
 {
     th->has_wait_address = false;
+    th->nr = -2;
+    snprintf(th->syscall_line, sizeof th->syscall_line, "%s", raw);
     if (raw[0] == '\0') {
         snprintf(th->syscall, sizeof th->syscall, "?");
         return;
@@ -151,8 +156,23 @@ static void parse_syscall(struct thread *th, const char *raw)
     char *end;
     long nr = strtol(raw, &end, 10);
     if (nr < 0) {
+        th->nr = -1;
         snprintf(th->syscall, sizeof th->syscall, "none");
         return;
+    }
+    uint64_t words[8];
+    int n = 0;
+    for (char *p = end; n < 8; p = end) {
+        words[n] = strtoull(p, &end, 16);
+        if (end == p)
+            break;
+        n++;
+    }
+    if (n == 8) {
+        th->nr = nr;
+        memcpy(th->args, words, sizeof th->args);
+        th->sp = words[6];
+        th->pc = words[7];
     }
     snprintf(th->syscall, sizeof th->syscall, "%ld", nr);
     for (size_t i = 0; i < sizeof syscall_names / sizeof syscall_names[0]; i++)
@@ -162,11 +182,115 @@ static void parse_syscall(struct thread *th, const char *raw)
 #ifdef SYS_futex_waitv
     futex = futex || nr == SYS_futex_waitv;
 #endif
-    if (futex) {
-        th->wait_address = strtoull(end, NULL, 16);
+    if (futex && n >= 1) {
+        th->wait_address = words[0];
         th->has_wait_address = true;
     }
 }
+
+/* ---- which threads may be stopped ----
+ *
+ * A ptrace stop wakes a thread that sleeps in a system call as a signal
+ * would (the kernel sets TIF_SIGPENDING), and each call answers that in its
+ * own way. Most hand back -ERESTART* codes, and a thread that resumes with
+ * no handler to run restarts them where they were: read on a pipe, futex
+ * waits, poll and nanosleep (through restart_syscall, with the time that was
+ * left), wait4, pause. Measured on every case of tests/threads/test_syscalls.py.
+ * Two kinds show:
+ *   - calls that end with a plain EINTR (epoll_wait, sigtimedwait, semop,
+ *     io_getevents, a socket call with SO_RCVTIMEO...): nothing was done yet,
+ *     so after our stop the thread's EINTR is turned back into what the kernel
+ *     itself returns for a restartable call (restart_interrupted_call below);
+ *   - calls that have moved data before they slept (a write of 1 MiB into a
+ *     pipe holding 64 KiB, a MSG_WAITALL receive): woken, they return the
+ *     short count, which no register can take back. Those threads are not
+ *     stopped at all: seize_new_threads leaves them alone and the unwinder
+ *     reads their stack from the stack pointer and pc /proc shows (the user
+ *     registers of a thread asleep in the kernel do not change). */
+
+/* Why a stop would show in th's call (a static string), or NULL. */
+static const char *stop_would_show(const struct thread *th)
+{
+    if (th->nr < 0 || (th->state != 'S' && th->state != 'D'))
+        return NULL;
+    switch (th->nr) {
+    case SYS_write:
+    case SYS_writev:
+    case SYS_pwrite64:
+    case SYS_pwritev:
+#ifdef SYS_pwritev2
+    case SYS_pwritev2:
+#endif
+    case SYS_sendto:
+    case SYS_sendmsg:
+#ifdef SYS_sendmmsg
+    case SYS_sendmmsg:
+#endif
+#ifdef SYS_sendfile
+    case SYS_sendfile:
+#endif
+    case SYS_splice:
+    case SYS_tee:
+    case SYS_vmsplice:
+#ifdef SYS_copy_file_range
+    case SYS_copy_file_range:
+#endif
+        return "not stopped: a stop would end its transfer early, with a short count";
+    case SYS_recvfrom: /* MSG_WAITALL: the fourth argument's flags */
+        return th->args[3] & MSG_WAITALL ? "not stopped: a stop would end its MSG_WAITALL receive short" : NULL;
+    case SYS_recvmsg:
+        return th->args[2] & MSG_WAITALL ? "not stopped: a stop would end its MSG_WAITALL receive short" : NULL;
+#ifdef SYS_recvmmsg
+    case SYS_recvmmsg:
+        return "not stopped: a stop would end its recvmmsg with fewer messages";
+#endif
+    case SYS_connect: /* an interrupted connect goes on in the background: EINTR, then EALREADY */
+        return "not stopped: a stop would end its connect with EINTR";
+    default:
+        return NULL;
+    }
+}
+
+/* The calls that end with a plain EINTR when a stop wakes them, having done
+ * nothing: after our stop they may be restarted as the kernel restarts its
+ * own -ERESTARTNOHAND calls (identical arguments; a relative timeout starts
+ * again). x86_64 only: elsewhere the EINTR stays (docs/threads.md). */
+#if defined(__x86_64__)
+static bool restartable_after_eintr(long nr)
+{
+    switch (nr) {
+    case SYS_epoll_pwait:
+#ifdef SYS_epoll_wait
+    case SYS_epoll_wait:
+#endif
+#ifdef SYS_epoll_pwait2
+    case SYS_epoll_pwait2:
+#endif
+    case SYS_rt_sigtimedwait:
+    case SYS_semtimedop:
+#ifdef SYS_semop
+    case SYS_semop:
+#endif
+    case SYS_io_getevents:
+#ifdef SYS_io_pgetevents
+    case SYS_io_pgetevents:
+#endif
+    case SYS_read: /* with SO_RCVTIMEO, or an inotify descriptor: EINTR before any byte */
+    case SYS_readv:
+    case SYS_recvfrom:
+    case SYS_recvmsg:
+    case SYS_accept:
+    case SYS_accept4:
+    case SYS_msgrcv:
+    case SYS_msgsnd:
+    case SYS_mq_timedreceive:
+    case SYS_mq_timedsend:
+        return true;
+    default:
+        return false;
+    }
+}
+#endif
 
 /* State, wchan and system call as the thread shows them before we touch it.
  * A thread that vanished meanwhile is marked gone. */
@@ -339,7 +463,7 @@ static struct thread *add_thread(struct target *t, pid_t tid)
         t->cap = cap;
     }
     struct thread *th = &t->threads[t->nthreads++];
-    *th = (struct thread){.tid = tid, .fate = FATE_LISTED, .state = '?'};
+    *th = (struct thread){.tid = tid, .fate = FATE_LISTED, .state = '?', .nr = -2};
     return th;
 }
 
@@ -478,12 +602,23 @@ size_t seize_new_threads(struct target *t)
     for (size_t i = 0; i < t->nthreads; i++) {
         struct thread *th = &t->threads[i];
         if (i < first_new) { /* the probe seized the leader without stopping it */
-            if (th->fate == FATE_SEIZED && !th->interrupted)
-                interrupt(t, th);
+            if (th->fate == FATE_SEIZED && !th->interrupted) {
+                if ((th->hands_off = stop_would_show(th))) {
+                    th->fate = FATE_UNSTOPPED; /* stays seized, never stopped, until we exit */
+                    snprintf(th->error, sizeof th->error, "%s", th->hands_off);
+                }
+                else
+                    interrupt(t, th);
+            }
             continue;
         }
         if (th->fate == FATE_GONE)
             continue;
+        if ((th->hands_off = stop_would_show(th))) {
+            th->fate = FATE_UNSTOPPED; /* not even seized: nothing of ours touches it */
+            snprintf(th->error, sizeof th->error, "%s", th->hands_off);
+            continue;
+        }
         int err = seize(t, th);
         if (err == 0) {
             interrupt(t, th);
@@ -621,6 +756,35 @@ void await_stops(struct target *t, double stop_timeout_s)
 
 /* ---- registers ---- */
 
+/* A call our stop ended with EINTR, set back to restart. The stop is taken
+ * in get_signal() on the way out of the call, before the kernel decides
+ * whether to restart it: orig_rax still holds the call's number and rax its
+ * result. Writing -ERESTARTNOHAND there hands the decision back to the
+ * kernel: with no handler to run (our stop ran none) it re-executes the
+ * call, and if a real signal arrived meanwhile its handler runs and the call
+ * returns EINTR, exactly as without us. Only for a thread we interrupted
+ * (not one in a signal-delivery stop), seen in that call before the stop.
+ * Done as soon as the registers are read, not at the detach: if threaddump
+ * is killed in between, the kernel's release finds the call set to restart. */
+static void restart_interrupted_call(struct thread *th)
+{
+#if defined(__x86_64__)
+    enum { ERESTARTNOHAND_ = 514 }; /* include/linux/errno.h: kernel-internal */
+    struct user_regs_struct *r = &th->regs;
+    if (!th->have_regs || th->stop_kind != STOP_INTERRUPT || th->nr < 0 || !restartable_after_eintr(th->nr) ||
+        (long long)r->orig_rax != th->nr || (long long)r->rax != -EINTR)
+        return;
+    struct user_regs_struct changed = *r;
+    changed.rax = (unsigned long long)-ERESTARTNOHAND_;
+    struct iovec iov = {&changed, sizeof changed};
+    if (ptrace(PTRACE_SETREGSET, th->tid, (void *)NT_PRSTATUS, &iov) == 0)
+        th->restarted = true;
+#else
+    (void)th;
+#endif
+}
+
+
 void read_registers(struct target *t)
 {
     for (size_t i = 0; i < t->nthreads; i++) {
@@ -630,6 +794,7 @@ void read_registers(struct target *t)
         struct iovec iov = {&th->regs, sizeof th->regs};
         if (ptrace(PTRACE_GETREGSET, th->tid, (void *)NT_PRSTATUS, &iov) == 0) {
             th->have_regs = true;
+            restart_interrupted_call(th);
         } else if (errno == ESRCH) {
             th->fate = FATE_GONE; /* killed while stopped */
             snprintf(th->error, sizeof th->error, "exited during the dump");
@@ -663,4 +828,32 @@ size_t detach_all(struct target *t)
                    (void *)(uintptr_t)((status >> 16) == 0 ? WSTOPSIG(status) : 0));
     }
     return detached;
+}
+
+/* ---- the threads left running ---- */
+
+size_t recheck_unstopped(struct target *t)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < t->nthreads; i++) {
+        struct thread *th = &t->threads[i];
+        if (th->fate != FATE_UNSTOPPED)
+            continue;
+        char path[64], now[sizeof th->syscall_line];
+        snprintf(path, sizeof path, "%d/syscall", th->tid);
+        if (read_small(t->task_dir, path, now, sizeof now) < 0)
+            now[0] = '\0';
+        if (th->depth > 0 && strcmp(now, th->syscall_line) != 0) {
+            /* It left its call while we read its stack: what we read may mix
+             * two moments. Nothing is better than a torn stack. */
+            free(th->stack);
+            th->stack = NULL;
+            th->depth = 0;
+            snprintf(th->error, sizeof th->error, "%s; it woke while its stack was read, so no stack",
+                     th->hands_off);
+        } else if (th->depth > 0) {
+            kept++;
+        }
+    }
+    return kept;
 }

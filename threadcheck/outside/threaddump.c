@@ -8,9 +8,12 @@
  *      everything still runs;
  *   3. read every thread's state, wait channel and system call from /proc
  *      (as it was before we touched anything), then seize and interrupt each
- *      thread; collect the stops, and list the threads again for any created
+ *      thread, except those a stop would harm (stopper.c, stop_would_show);
+ *      collect the stops, and list the threads again for any created
  *      meanwhile;
- *   4. read every stopped thread's registers, unwind every stack;
+ *   4. read every stopped thread's registers (a call the stop ended with
+ *      EINTR is set to restart), unwind every stack (a thread left running
+ *      from the registers /proc shows);
  *   5. detach every thread: the process runs on;
  *   6. name each distinct PC once (function, file:line, inlined calls) and
  *      print one JSON document.
@@ -39,13 +42,6 @@ enum {
     MAX_ROUNDS = 8, /* listings of /proc/PID/task; a second one normally finds nothing new */
 };
 #define DEFAULT_STOP_TIMEOUT_S 2.0
-
-double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- leaving on a signal ---- */
 
@@ -103,7 +99,10 @@ static void usage(FILE *out)
             "  -h, --help           this text\n"
             "\n"
             "The process is never left stopped or traced, even if threaddump is killed: a dead\n"
-            "tracer's tracees are detached by the kernel, and no SIGSTOP is ever sent.\n"
+            "tracer's tracees are detached by the kernel, and no SIGSTOP is ever sent. A system\n"
+            "call a stop ends with EINTR (epoll_wait, sigtimedwait...) is set to restart; a thread\n"
+            "in a transfer a stop would cut short (write, send, splice...) is not stopped at all,\n"
+            "and its stack is read from the registers /proc shows (fate \"unstopped\").\n"
             "Separate debug info is looked up locally (/usr/lib/debug); DEBUGINFOD_URLS is ignored.\n"
             "\n"
             "exit codes: 0 dumped; 2 bad usage, no such process, or it exited before any thread\n"
@@ -257,6 +256,7 @@ static const char *fate_name(enum fate f)
     case FATE_STOPPED: return "stopped";
     case FATE_SEIZED: return "seized";
     case FATE_LISTED: return "listed";
+    case FATE_UNSTOPPED: return "unstopped";
     }
     return "?";
 }
@@ -267,7 +267,7 @@ static void stop_text(const struct thread *th, char *buf, size_t len)
     case STOP_INTERRUPT: snprintf(buf, len, "interrupt"); break;
     case STOP_SIGNAL: snprintf(buf, len, "signal %s", sigabbrev_np(th->stop_signal) ?: "?"); break;
     case STOP_GROUP: snprintf(buf, len, "group-stop"); break;
-    default: buf[0] = '\0';
+    default: snprintf(buf, len, "%s", th->fate == FATE_UNSTOPPED ? "none" : "");
     }
 }
 
@@ -278,16 +278,21 @@ struct timings {
 
 static void write_json(struct out *o, const struct target *t, const struct timings *tm, size_t detached)
 {
-    size_t counts[FATE_REFUSED + 1] = {0};
+    size_t counts[FATE_UNSTOPPED + 1] = {0};
     for (size_t i = 0; i < t->nthreads; i++)
         counts[t->threads[i].fate]++;
     out_printf(o, "{\"tool\":\"threaddump\",\"format\":1,\"pid\":%d,\"command\":", t->pid);
     out_string(o, t->comm);
     out_printf(o, ",\"exe\":");
     out_string(o, t->exe[0] ? t->exe : NULL);
-    out_printf(o, ",\"exited\":%s,\"threads_seen\":%zu,\"unwound\":%zu,\"late\":%zu,\"gone\":%zu,\"refused\":%zu",
+    size_t restarted = 0;
+    for (size_t i = 0; i < t->nthreads; i++)
+        restarted += t->threads[i].restarted;
+    out_printf(o,
+               ",\"exited\":%s,\"threads_seen\":%zu,\"unwound\":%zu,\"late\":%zu,\"gone\":%zu,\"refused\":%zu,"
+               "\"unstopped\":%zu,\"restarted\":%zu",
                t->exited ? "true" : "false", t->nthreads, detached, counts[FATE_LATE], counts[FATE_GONE],
-               counts[FATE_REFUSED]);
+               counts[FATE_REFUSED], counts[FATE_UNSTOPPED], restarted);
     out_printf(o,
                ",\"timing_s\":{\"prepare\":%.4f,\"stop\":%.4f,\"stop_seize\":%.4f,\"stop_wait\":%.4f,"
                "\"unwind\":%.4f,\"detach\":%.4f,\"symbolize\":%.4f,\"total\":%.4f,\"target_stopped\":%.4f}",
@@ -345,6 +350,7 @@ static void write_json(struct out *o, const struct target *t, const struct timin
             out_printf(o, ",\"wait_address\":null");
         out_printf(o, ",\"fate\":\"%s\",\"stop\":", fate_name(th->fate));
         out_string(o, stop[0] ? stop : NULL);
+        out_printf(o, ",\"restarted\":%s", th->restarted ? "true" : "false");
         out_printf(o, ",\"stack\":[");
         for (uint32_t k = 0; k < th->depth; k++)
             out_printf(o, "%s%" PRIu32, k ? "," : "", th->stack[k]);
@@ -407,6 +413,7 @@ int main(int argc, char **argv)
         pause_here("stopped", &t);
 
     unwind_all(u, opt.max_frames);
+    recheck_unstopped(&t);
     tm.unwound = now_s();
     size_t detached = detach_all(&t);
     tm.detached = now_s();

@@ -11,6 +11,8 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include "monotonic.h"
+
 /* DESIGN.md's exit codes. */
 enum { TD_EXIT_OK = 0, TD_EXIT_USAGE = 2, TD_EXIT_SYSTEM = 99 };
 
@@ -23,6 +25,8 @@ enum fate {
     FATE_LATE,        /* did not stop within --stop-timeout (e.g. uninterruptible sleep) */
     FATE_GONE,        /* exited before it could be stopped, or while stopped */
     FATE_REFUSED,     /* PTRACE_SEIZE refused for this thread alone */
+    FATE_UNSTOPPED,   /* left running on purpose: a stop would show in its system call
+                       * (see stop_would_show in stopper.c); unwound from /proc's view */
 };
 
 struct thread {
@@ -32,6 +36,11 @@ struct thread {
     char state;          /* R, S, D, T, t, Z ... read before we stopped it */
     char wchan[64];      /* kernel function it sleeps in, "-" if none */
     char syscall[24];    /* "futex", "read", a number, "running", "none", "?" */
+    long nr;             /* system call number from /proc, -1 none, -2 running or unknown */
+    uint64_t args[6], sp, pc; /* its arguments, stack pointer and pc, from /proc (nr >= 0) */
+    char syscall_line[224]; /* /proc/.../syscall as read: an unstopped thread must still show it after */
+    const char *hands_off; /* why it is not stopped (FATE_UNSTOPPED), else NULL */
+    bool restarted;      /* its call returned EINTR at our stop and was set to restart */
     bool has_wait_address;
     uint64_t wait_address; /* futex word (first argument of the futex call) */
     bool interrupted;    /* PTRACE_INTERRUPT sent */
@@ -108,12 +117,18 @@ size_t seize_new_threads(struct target *t);
  * once no thread has stopped for stop_timeout_s. */
 void await_stops(struct target *t, double stop_timeout_s);
 
-/* PTRACE_GETREGSET for every stopped thread. */
+/* PTRACE_GETREGSET for every stopped thread; a call our stop ended with
+ * EINTR is set to restart (see restart_interrupted_call in stopper.c). */
 void read_registers(struct target *t);
 
 /* PTRACE_DETACH every stopped thread (re-injecting a signal it was stopped
  * with), then reaps late stoppers. Returns how many threads were detached. */
 size_t detach_all(struct target *t);
+
+/* After unwinding: an unstopped thread whose /proc/.../syscall changed
+ * meanwhile woke up under the reader; its stack is dropped as torn. Returns
+ * how many unstopped threads kept their stack. */
+size_t recheck_unstopped(struct target *t);
 
 /* True when /proc/PID no longer names a live process. */
 bool target_gone(const struct target *t);
@@ -135,8 +150,5 @@ void unwind_all(struct unwinder *u, int max_frames);
 void symbolize_all(struct unwinder *u);
 
 void unwinder_free(struct unwinder *u);
-
-/* A monotonic clock in seconds, for the timings the dump reports. */
-double now_s(void);
 
 #endif

@@ -101,7 +101,7 @@ static pid_t next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
     struct unwinder *u = arg;
     while (u->next_index < u->t->nthreads) {
         struct thread *th = &u->t->threads[u->next_index++];
-        if (th->fate == FATE_STOPPED && th->have_regs) {
+        if ((th->fate == FATE_STOPPED && th->have_regs) || (th->fate == FATE_UNSTOPPED && th->nr >= 0)) {
             u->current = th;
             *thread_argp = th;
             return th->tid;
@@ -110,10 +110,39 @@ static pid_t next_thread(Dwfl *dwfl, void *arg, void **thread_argp)
     return 0;
 }
 
+/* A thread left running (FATE_UNSTOPPED) sleeps in a system call: its user
+ * registers are saved in the kernel and do not change until it returns, but
+ * /proc shows only some of them: the stack pointer, the pc and the call's
+ * arguments (the argument registers, unchanged by the call). That is enough
+ * for every frame whose call-frame rule starts from the stack pointer; a
+ * frame that needs another register (a frame pointer) ends the stack there. */
+static bool set_proc_registers(Dwfl_Thread *thread, const struct thread *th)
+{
+#if defined(__x86_64__)
+    static const int arg_regs[6] = {5, 4, 1, 10, 8, 9}; /* rdi rsi rdx r10 r8 r9 */
+    for (int i = 0; i < 6; i++)
+        if (!dwfl_thread_state_registers(thread, arg_regs[i], 1, &th->args[i]))
+            return false;
+    Dwarf_Word sp = th->sp, pc = th->pc;
+    return dwfl_thread_state_registers(thread, 7, 1, &sp) && dwfl_thread_state_registers(thread, 16, 1, &pc);
+#elif defined(__aarch64__)
+    for (int i = 0; i < 6; i++)
+        if (!dwfl_thread_state_registers(thread, i, 1, &th->args[i]))
+            return false;
+    Dwarf_Word sp = th->sp;
+    if (!dwfl_thread_state_registers(thread, 31, 1, &sp))
+        return false;
+    dwfl_thread_state_register_pc(thread, th->pc);
+    return true;
+#endif
+}
+
 /* The DWARF register numbering of the psABI, filled from ptrace's view. */
 static bool set_initial_registers(Dwfl_Thread *thread, void *thread_arg)
 {
     const struct thread *th = thread_arg;
+    if (th->fate == FATE_UNSTOPPED)
+        return set_proc_registers(thread, th);
     const struct user_regs_struct *r = &th->regs;
 #if defined(__x86_64__)
     const Dwarf_Word regs[17] = {r->rax, r->rdx, r->rcx, r->rbx, r->rsi, r->rdi, r->rbp, r->rsp, r->r8,
@@ -259,11 +288,18 @@ static int on_thread(Dwfl_Thread *thread, void *arg)
     /* libdw may end a complete stack with an error ("no matching address
      * range" past the outermost frame); only a stack of one frame or none
      * says the unwind itself failed. */
+    char why[sizeof th->error] = "";
     if (r == -1 && u->depth <= 1)
-        snprintf(th->error, sizeof th->error, "unwinding stopped after %d frame%s: %s", u->depth,
-                 u->depth == 1 ? "" : "s", dwfl_errmsg(-1));
+        snprintf(why, sizeof why, "unwinding stopped after %d frame%s: %s", u->depth, u->depth == 1 ? "" : "s",
+                 dwfl_errmsg(-1));
     if (u->depth >= u->max_frames)
-        snprintf(th->error, sizeof th->error, "stack truncated at --max-frames %d", u->max_frames);
+        snprintf(why, sizeof why, "stack truncated at --max-frames %d", u->max_frames);
+    if (why[0] && th->error[0]) { /* an unstopped thread's note first */
+        size_t len = strlen(th->error);
+        snprintf(th->error + len, sizeof th->error - len, "; %s", why);
+    } else if (why[0]) {
+        snprintf(th->error, sizeof th->error, "%s", why);
+    }
     th->stack = malloc((size_t)(u->depth ? u->depth : 1) * sizeof *th->stack);
     if (!th->stack) {
         snprintf(th->error, sizeof th->error, "out of memory");

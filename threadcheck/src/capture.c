@@ -86,6 +86,7 @@ struct block {
     size_t hash_mask;
     atomic_int *hash;              /* slot index + 1 per bucket, 0 = empty; published with release */
     atomic_size_t answered;
+    atomic_int inside;             /* handlers working in this block */
     atomic_size_t expected;        /* SIZE_MAX while signals are still being sent */
     sem_t all_answered;
     atomic_ullong free_stacks;     /* bit k: borrowed stack k is free */
@@ -96,7 +97,14 @@ struct block {
 
 static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic(struct block *) active_block;
-static atomic_int handlers_inside;
+/* Handlers between loading active_block and counting themselves in the
+ * block they found: three atomic operations, during which every
+ * asynchronous signal is blocked (the handler's sa_mask), so nothing can
+ * leave them half done. The count of handlers inside a block is the
+ * block's own (b->inside): a handler that never leaves (a fault in the
+ * unwinder whose program handler siglongjmps out) pins that one block, kept
+ * mapped for ever, and no later capture waits for it. */
+static atomic_int handlers_entering;
 /* Signals whose handler is ours (installed once, never removed). */
 static atomic_ullong handled_signals;
 
@@ -205,7 +213,7 @@ __attribute__((noinline)) static void unwind_from_here(struct slot *s)
 
 /* Calls fn(arg) with the stack pointer at `top` (16-byte aligned), then puts
  * it back. x86_64 and aarch64; elsewhere fn runs on the current stack. */
-static void call_on_stack(void (*fn)(void *), void *arg, void *top)
+void tc_call_on_stack(void (*fn)(void *), void *arg, void *top)
 {
 #if defined(__x86_64__)
     __asm__ volatile("mov %%rsp, %%r12\n\t"
@@ -258,8 +266,11 @@ static void on_capture_signal(int sig, siginfo_t *info, void *ucontext)
 {
     (void)sig, (void)info;
     int saved_errno = errno;
-    atomic_fetch_add(&handlers_inside, 1);
+    atomic_fetch_add(&handlers_entering, 1);
     struct block *b = atomic_load(&active_block);
+    if (b)
+        atomic_fetch_add(&b->inside, 1);
+    atomic_fetch_sub(&handlers_entering, 1);
     if (b) {
         struct slot *s = slot_of(b, (pid_t)syscall(SYS_gettid));
         int waiting = SLOT_WAITING;
@@ -275,7 +286,7 @@ static void on_capture_signal(int sig, siginfo_t *info, void *ucontext)
                 /* (memcheck takes a jump of the stack pointer within 2 MB
                  * for the stack shrinking, and the frames above it for dead:
                  * under Valgrind the walk stays on the thread's stack) */
-                call_on_stack(run_job, &job, stack_top(b, k));
+                tc_call_on_stack(run_job, &job, stack_top(b, k));
                 atomic_fetch_or(&b->free_stacks, 1ull << k);
             } else {
                 run_job(&job);
@@ -285,7 +296,8 @@ static void on_capture_signal(int sig, siginfo_t *info, void *ucontext)
                 sem_post(&b->all_answered);
         }
     }
-    atomic_fetch_sub(&handlers_inside, 1);
+    if (b)
+        atomic_fetch_sub(&b->inside, 1);
     errno = saved_errno;
 }
 
@@ -320,7 +332,18 @@ static const char *ensure_handler(int sig)
         struct sigaction sa = {0};
         sa.sa_sigaction = on_capture_signal;
         sa.sa_flags = SA_SIGINFO | SA_RESTART | SA_ONSTACK;
-        sigemptyset(&sa.sa_mask);
+        /* Every asynchronous signal waits while the handler runs: no handler
+         * of the program's runs inside ours (and could leave it with
+         * siglongjmp). A fault (SIGSEGV, SIGBUS...) is synchronous: blocking
+         * it would kill the process, so it stays open. */
+        sigfillset(&sa.sa_mask);
+        static const int synchronous[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP, SIGSYS};
+        for (size_t i = 0; i < sizeof synchronous / sizeof synchronous[0]; i++)
+            sigdelset(&sa.sa_mask, synchronous[i]);
+        /* glibc's sigfillset leaves out its own SIGCANCEL (32) and SIGSETXID
+         * (33); the kernel takes them in a handler's mask: an asynchronous
+         * pthread_cancel then acts when the handler returns, never inside it. */
+        sa.sa_mask.__val[0] |= 3ul << 31;
         if (sigaction(sig, &sa, NULL) != 0) {
             snprintf(why, sizeof why, "signal %d: sigaction: %s", sig, strerror(errno));
             return why;
@@ -364,7 +387,7 @@ struct proc_view {
     char wchan[64];
     long syscall;               /* -1 none, -2 running */
     unsigned long args[6];
-    uintptr_t pc;
+    uintptr_t pc, sp;
 };
 
 static int read_stat(int taskfd, pid_t tid, struct proc_view *v)
@@ -421,6 +444,7 @@ static void read_wchan_syscall(int taskfd, pid_t tid, struct proc_view *v)
     }
     if (v->syscall >= 0 && n == 8) {
         memcpy(v->args, words, sizeof v->args);
+        v->sp = words[6];
         v->pc = words[7];
     } else if (v->syscall < 0 && n == 2) {
         v->syscall = -1;
@@ -428,18 +452,44 @@ static void read_wchan_syscall(int taskfd, pid_t tid, struct proc_view *v)
     }
 }
 
-/* The blocked-signal mask from status ("SigBlk:\t0000000000000000"). */
+/* Bit `sig` of a mask line of status ("SigBlk:\t0000000000000000"). */
+static bool mask_has(const char *status, const char *key, int sig)
+{
+    const char *p = strstr(status, key);
+    if (!p)
+        return false;
+    unsigned long long mask = strtoull(p + strlen(key), NULL, 16);
+    return (mask >> (sig - 1)) & 1;
+}
+
+/* The blocked-signal mask from status. */
 static bool blocks_signal(int taskfd, pid_t tid, int sig)
 {
     char path[48], buf[2048];
     snprintf(path, sizeof path, "%d/status", (int)tid);
     if (read_small(taskfd, path, buf, sizeof buf) <= 0)
         return false;
-    const char *p = strstr(buf, "\nSigBlk:");
-    if (!p)
-        return false;
-    unsigned long long mask = strtoull(p + 8, NULL, 16);
-    return (mask >> (sig - 1)) & 1;
+    return mask_has(buf, "\nSigBlk:", sig);
+}
+
+/* Why the capture signal must not be sent to the thread at all, from its
+ * status, or -1 when it may be: it blocks the signal (a thread blocked in
+ * sigwait or reading a signalfd blocks it too, and would take our signal for
+ * one of its own; a blocked real-time signal queues, and every capture would
+ * add one until RLIMIT_SIGPENDING, counted for the whole user, refuses
+ * signals to every process of that user), or one sent by an earlier capture
+ * is still pending (at most one in flight per thread). */
+static int must_not_signal(int taskfd, pid_t tid, int sig)
+{
+    char path[48], buf[2048];
+    snprintf(path, sizeof path, "%d/status", (int)tid);
+    if (read_small(taskfd, path, buf, sizeof buf) <= 0)
+        return -1; /* gone: tgkill will say so */
+    if (mask_has(buf, "\nSigBlk:", sig))
+        return THREADCHECK_STACK_BLOCKED;
+    if (mask_has(buf, "\nSigPnd:", sig))
+        return THREADCHECK_STACK_PENDING;
+    return -1;
 }
 
 static bool task_exists(int taskfd, pid_t tid)
@@ -490,24 +540,18 @@ static bool restartable(const struct proc_view *v)
     }
     case SYS_read:
     case SYS_readv:
-    case SYS_recvfrom:
-    case SYS_recvmsg:
     case SYS_accept:
     case SYS_accept4:
         return !socket_times_out(a[0], SO_RCVTIMEO);
-#ifdef SYS_recvmmsg
-    case SYS_recvmmsg:
-        return a[4] == 0 && !socket_times_out(a[0], SO_RCVTIMEO);
-#endif
-    case SYS_write:
-    case SYS_writev:
-    case SYS_sendto:
-    case SYS_sendmsg:
-    case SYS_connect:
-#ifdef SYS_sendmmsg
-    case SYS_sendmmsg:
-#endif
-        return !socket_times_out(a[0], SO_SNDTIMEO);
+    case SYS_recvfrom: /* MSG_WAITALL (flags: 4th argument) returns what it has so far */
+        return !(a[3] & MSG_WAITALL) && !socket_times_out(a[0], SO_RCVTIMEO);
+    case SYS_recvmsg:
+        return !(a[2] & MSG_WAITALL) && !socket_times_out(a[0], SO_RCVTIMEO);
+    /* A write, send, splice or connect that sleeps is never signalled: a
+     * handler does not restart a transfer that has moved data, it returns the
+     * short count (1 MiB into a pipe holding 64 KiB returns 65,536, measured:
+     * threadcheck.api.short_write), and a connect restarted after a handler
+     * fails with EALREADY. recvmmsg and sendmmsg return the messages so far. */
     case SYS_wait4:
     case SYS_waitid:
     case SYS_flock:
@@ -558,7 +602,7 @@ static void reset_after_fork(void)
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     capture_lock = fresh;
     atomic_store(&active_block, NULL);
-    atomic_store(&handlers_inside, 0);
+    atomic_store(&handlers_entering, 0);
 }
 
 static void register_fork_handler(void) { pthread_atfork(NULL, NULL, reset_after_fork); }
@@ -656,7 +700,10 @@ static void block_give_up(struct block *b, struct slot *s)
 static void block_retire(struct block *b)
 {
     atomic_store(&active_block, NULL);
-    for (double until = tc_now_ms() + LEAVE_WAIT_MS; atomic_load(&handlers_inside) != 0;) {
+    /* First no handler may still be about to count itself in b, then none
+     * may still be inside it. */
+    double until = tc_now_ms() + LEAVE_WAIT_MS;
+    while (atomic_load(&handlers_entering) != 0 || atomic_load(&b->inside) != 0) {
         if (tc_now_ms() > until)
             return; /* leaked on purpose */
         struct timespec ms = {0, 1000000};
@@ -753,6 +800,7 @@ int tc_capture(const threadcheck_capture_options *opts, tc_tid_filter filter, vo
         }
     }
     size_t n = 0;
+    int refusal;
     for (size_t i = 0; i < ntids; i++) {
         struct proc_view v = {0};
         if (read_stat(taskfd, tids[i], &v) != 0)
@@ -794,9 +842,20 @@ int tc_capture(const threadcheck_capture_options *opts, tc_tid_filter filter, vo
             t->info.status = THREADCHECK_STACK_NOT_SIGNALLED;
         } else if (!b) {
             t->info.status = THREADCHECK_STACK_UNAVAILABLE;
+        } else if ((refusal = must_not_signal(taskfd, tids[i], sig)) >= 0) {
+            t->info.status = (threadcheck_stack_status)refusal;
         } else {
             t->info.status = THREADCHECK_STACK_TIMEOUT; /* until it answers */
             block_add(b, tids[i]);
+        }
+        /* Not signalled, asleep in a system call: its stack is read from
+         * /proc's registers instead, once the signalled ones have answered. */
+        t->from_proc = v.syscall >= 0 && v.sp && v.pc && strchr("SD", v.state) &&
+                       (t->info.status == THREADCHECK_STACK_NOT_SIGNALLED ||
+                        t->info.status == THREADCHECK_STACK_BLOCKED || t->info.status == THREADCHECK_STACK_PENDING);
+        if (t->from_proc) {
+            t->sp = v.sp;
+            memcpy(t->args, v.args, sizeof t->args);
         }
     }
     free(tids);
@@ -850,6 +909,8 @@ int tc_capture(const threadcheck_capture_options *opts, tc_tid_filter filter, vo
         }
         block_retire(b);
     }
+    if (stacks)
+        tc_unwind_from_proc(taskfd, raw, n);
     close(taskfd);
     pthread_mutex_unlock(&capture_lock);
     *out = raw;

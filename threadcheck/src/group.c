@@ -604,13 +604,15 @@ const char *threadcheck_stack_status_text(threadcheck_stack_status status)
 {
     switch (status) {
     case THREADCHECK_STACK_CAPTURED: return "captured";
-    case THREADCHECK_STACK_NOT_SIGNALLED: return "not captured: in a system call a signal would interrupt (EINTR)";
-    case THREADCHECK_STACK_BLOCKED: return "not captured: the thread blocks the capture signal";
+    case THREADCHECK_STACK_NOT_SIGNALLED:
+        return "not signalled: in a system call a signal would interrupt (EINTR, a short count); stack read from /proc's registers";
+    case THREADCHECK_STACK_BLOCKED: return "not captured: the thread blocks the capture signal (not sent)";
     case THREADCHECK_STACK_TIMEOUT: return "not captured: no answer to the capture signal in time";
     case THREADCHECK_STACK_EXITED: return "not captured: the thread exited during the capture";
     case THREADCHECK_STACK_STOPPED: return "not captured: stopped, traced or a zombie";
     case THREADCHECK_STACK_UNAVAILABLE: return "not captured: stack capture unavailable";
     case THREADCHECK_STACK_SKIPPED: return "not captured: not asked for";
+    case THREADCHECK_STACK_PENDING: return "not captured: an earlier capture signal is still pending (not sent again)";
     }
     return "?";
 }

@@ -21,7 +21,14 @@ typedef struct tc_raw_thread {
     uintptr_t pcs[THREADCHECK_MAX_FRAMES];
     int npcs;
     int first_exact;                 /* index of the frame whose pc is exact (interrupted), -1 none */
+    bool from_proc;                  /* not signalled: unwind from /proc's view (tc_unwind_from_proc) */
+    uintptr_t sp;                    /* /proc's stack pointer, with pcs[0] and info.syscall */
+    unsigned long args[6];           /* the system call's arguments (its argument registers) */
 } tc_raw_thread;
+
+/* Unwinds every raw thread marked from_proc from the stack pointer, pc and
+ * argument registers /proc showed, without signalling it (unwind_proc.c). */
+TC_HIDDEN void tc_unwind_from_proc(int taskfd, tc_raw_thread *raw, size_t n);
 
 /* Which threads to capture: all, or only those a filter accepts (by TID). */
 typedef bool (*tc_tid_filter)(pid_t tid, unsigned long long start_time, void *arg);
@@ -43,6 +50,14 @@ TC_HIDDEN const char *tc_syscall_name(long nr);
 TC_HIDDEN int tc_default_signal(void);
 
 TC_HIDDEN double tc_now_ms(void);
+
+/* Calls fn(arg) with the stack pointer at `top`, then puts it back
+ * (x86_64 and aarch64; elsewhere on the current stack). */
+TC_HIDDEN void tc_call_on_stack(void (*fn)(void *), void *arg, void *top);
+
+/* The runtime pools ignored by default, one indented line each, into buf
+ * (for help=1). Returns the length, or -1. */
+TC_HIDDEN int tc_default_ignores_help(char *buf, size_t len);
 
 /* Source-level name of a symbol: GCC clone suffixes dropped, into buf. */
 TC_HIDDEN const char *tc_source_name(const char *fn, char *buf, size_t len);

@@ -3,10 +3,11 @@
  *
  * At load time the constructor only decides whether the check is wanted (the
  * library is named in LD_PRELOAD, or THREADCHECK_OPTIONS says at_exit=1) and
- * registers it with atexit(); it allocates nothing, prints nothing, and a
- * failure to register is silent (the program runs unchecked, as without the
+ * registers it as an exit handler; it allocates nothing, prints nothing, and
+ * a failure to register is silent (the program runs unchecked, as without the
  * library). Registered that early, the check runs after the program's own
- * exit handlers and C++ static destructors, as LeakSanitizer's does. Options
+ * exit handlers and C++ static destructors and after every shared library's
+ * destructor (see the constructor at the end). Options
  * are parsed at exit; a bad one is reported then, with exit code 2. */
 #include "internal.h"
 
@@ -15,7 +16,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+extern int __cxa_atexit(void (*fn)(void *), void *arg, void *dso_handle);
 
 struct tc_config {
     threadcheck_options opts;
@@ -33,13 +37,23 @@ static const char options_help[] =
     "  max_sleep_ms=N        longest pause between two tries (default 100; pauses double from 1 ms)\n"
     "  ignore_top=F,G        ignore threads whose top frame is F or G (goleak.IgnoreTopFunction)\n"
     "  ignore_any=F,G        ignore threads with F or G anywhere on their stack (goleak.IgnoreAnyFunction)\n"
-    "  default_ignores=0|1   ignore sanitizer, glibc timer/AIO and jemalloc runtime threads (default 1)\n"
+    "  default_ignores=0|1   ignore the runtime threads listed below (default 1)\n"
     "  log_path=PATH         write the report to PATH.PID (default: stderr; also 'stderr', 'stdout')\n"
     "  verbosity=0|1         1: say so when the check passes\n"
     "  capture_timeout_ms=N  how long a capture waits for a thread's answer (default 250)\n"
     "  signal=N              the capture signal (default SIGRTMIN+8); must have no handler of the program's\n"
     "  at_exit=0|1           check at exit (default: 1 when preloaded, 0 when linked)\n"
-    "  help=1                print this text at exit\n";
+    "  help=1                print this text at exit\n"
+    "default_ignores=1 ignores, each known by its library's code on its stack:\n";
+
+/* The options, then the runtime threads ignored by default. */
+static void print_help(FILE *out)
+{
+    char pools[2048];
+    fputs(options_help, out);
+    if (tc_default_ignores_help(pools, sizeof pools) > 0)
+        fputs(pools, out);
+}
 
 static int parse_number(const char *key, const char *value, long long min, long long max, long long *out, char *why,
                         size_t why_len)
@@ -223,18 +237,20 @@ static FILE *open_log(const struct tc_config *c, bool *close_it)
     return f;
 }
 
-static void check_at_exit(void)
+static void check_at_exit_here(void *unused)
 {
+    (void)unused;
     struct tc_config c;
     char why[512];
     int saved_errno = errno;
     if (parse_config(getenv("THREADCHECK_OPTIONS"), &c, why, sizeof why) != 0) {
-        fprintf(stderr, "threadcheck: THREADCHECK_OPTIONS: %s\n%s", why, options_help);
+        fprintf(stderr, "threadcheck: THREADCHECK_OPTIONS: %s\n", why);
+        print_help(stderr);
         fflush(NULL);
         _exit(2);
     }
     if (c.help)
-        fprintf(stderr, "%s", options_help);
+        print_help(stderr);
     threadcheck_snapshot *left = NULL;
     int result = threadcheck_verify(&c.opts, &left);
     bool close_it = false;
@@ -264,11 +280,39 @@ static void check_at_exit(void)
     errno = saved_errno;
 }
 
+/* The check needs more stack than some threads have: exit() runs it on the
+ * thread that called it, and a thread made with PTHREAD_STACK_MIN (16 KiB)
+ * may call exit (measured: such a host died of SIGSEGV in the symbolizer).
+ * So it runs on a stack of its own, mapped for the purpose (the same thread:
+ * its TID, the one the check leaves out, does not change). */
+enum { CHECK_STACK_BYTES = 1 << 20 };
+
+static void check_at_exit(void *arg)
+{
+    (void)arg;
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    char *stack = mmap(NULL, page + CHECK_STACK_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (stack == MAP_FAILED) {
+        check_at_exit_here(NULL);
+        return;
+    }
+    mprotect(stack, page, PROT_NONE); /* a guard page below it */
+    tc_call_on_stack(check_at_exit_here, NULL, stack + page + CHECK_STACK_BYTES);
+    munmap(stack, page + CHECK_STACK_BYTES);
+}
+
 __attribute__((constructor)) static void threadcheck_preload_init(void)
 {
     const char *env = getenv("THREADCHECK_OPTIONS");
     const char *at_exit = env ? strstr(env, "at_exit=") : NULL;
     bool wanted = at_exit ? at_exit[8] == '1' : preloaded();
+    /* on_exit-style registration with no DSO handle: atexit() from a shared
+     * library ties the handler to that library's finalisation (it would run
+     * right after the executable's destructors, before those of the other
+     * libraries). Registered here, before the C library registers the
+     * dynamic loader's finaliser, it runs after every destructor, the
+     * libraries' included: a library whose destructor joins its own thread
+     * leaves nothing behind (threadcheck.preload, WhenTheCheckRuns). */
     if (wanted)
-        (void)atexit(check_at_exit); /* fails only without memory: then the program runs unchecked */
+        (void)__cxa_atexit(check_at_exit, NULL, NULL); /* fails only without memory */
 }

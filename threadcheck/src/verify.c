@@ -83,22 +83,104 @@ static bool name_in(const char *fn, const char *const *list)
     return false;
 }
 
-/* Runtime threads the program did not start itself: the sanitizers' background
- * threads, glibc's timer (SIGEV_THREAD) and POSIX AIO helpers, jemalloc's
- * background purging thread. goleak ignores the Go runtime's own goroutines
- * the same way (isStdLibStack, isSyscallStack). */
+/* Runtime threads the program did not start itself, ignored by default as
+ * goleak ignores the Go runtime's own goroutines (isStdLibStack,
+ * isSyscallStack). Each is known by its library's own code on its stack,
+ * never by its thread name alone:
+ *   - by function, where the library's symbols are there to name it
+ *     (glibc's helpers, jemalloc, the sanitizers);
+ *   - by module, for the pools of libraries shipped stripped (libgomp,
+ *     OpenBLAS, GLib: their start routines are static functions without a
+ *     symbol): a thread whose stack is complete (captured down to the C
+ *     library's start_thread/clone) and whose every frame outside the C
+ *     library is in the pool's library. An idle pool thread is that; a pool
+ *     thread stuck in the program's own code (an OpenMP region's body, a
+ *     GThreadPool task) has a frame of the program's, and is reported.
+ * THREADCHECK_OPTIONS=help=1 prints this table (tc_default_ignores_help). */
+struct runtime_pool {
+    const char *name;         /* for help=1 */
+    const char *modules[3];   /* substrings of the module path; NULL-terminated */
+    const char *functions[4]; /* any of them on the stack (with symbols); NULL-terminated */
+    bool whole_stack;         /* also: every non-C-library frame in `modules` (stripped libraries) */
+};
+
+static const struct runtime_pool runtime_pools[] = {
+    {"glibc timer_create(SIGEV_THREAD) helper", {"libc.so", "librt.so"}, {"timer_helper_thread"}, false},
+    {"glibc POSIX AIO helpers (aio_read...)", {"libc.so", "librt.so"}, {"handle_fildes_io"}, false},
+    {"glibc getaddrinfo_a helpers", {"libc.so", "libanl.so"}, {"handle_requests"}, false},
+    {"jemalloc background purging thread", {NULL}, {"background_thread_entry"}, false},
+    {"libgomp (OpenMP) thread pool", {"libgomp.so"}, {"gomp_thread_start"}, true},
+    {"OpenBLAS worker threads", {"openblas"}, {"blas_thread_server"}, true},
+    {"GLib thread pool, worker (gmain) and GDBus threads", {"libglib-2.0.so", "libgio-2.0.so", "libgobject-2.0.so"},
+     {"g_thread_pool_thread_proxy", "glib_worker_main", "gdbus_shared_thread_func"}, true},
+};
+
+int tc_default_ignores_help(char *buf, size_t len)
+{
+    size_t used = 0;
+    for (size_t i = 0; i < sizeof runtime_pools / sizeof runtime_pools[0] && used < len; i++) {
+        int n = snprintf(buf + used, len - used, "                          %s\n", runtime_pools[i].name);
+        if (n < 0)
+            return -1;
+        used += (size_t)n;
+    }
+    int n = used < len ? snprintf(buf + used, len - used,
+                                  "                          the sanitizers' background threads\n")
+                       : 0;
+    return n < 0 ? -1 : (int)(used + (size_t)n);
+}
+
+static bool module_in(const char *module, const char *const *list)
+{
+    if (!list[0])
+        return true; /* any module (jemalloc is often linked into the program) */
+    for (size_t i = 0; module && i < 3 && list[i]; i++)
+        if (strstr(module, list[i]))
+            return true;
+    return false;
+}
+
+/* The C library's own frames: start_thread and clone at the bottom of every
+ * thread, the system-call wrappers at the top. */
+static bool in_c_library(const threadcheck_frame *f)
+{
+    static const char *const libc[] = {"/libc.so", "/ld-linux", NULL};
+    return f->module && (strstr(f->module, libc[0]) || strstr(f->module, libc[1]));
+}
+
+/* The stack is whole (not cut short, and it ends in the C library's
+ * start_thread/clone: the frame above those is its start routine) and every
+ * frame outside the C library is in the pool's library. */
+static bool whole_stack_in(const threadcheck_thread *t, const struct runtime_pool *pool)
+{
+    if (t->truncated || t->nframes < 3 ||
+        !in_c_library(&t->frames[t->nframes - 1]))
+        return false;
+    size_t own = 0;
+    for (size_t i = 0; i < t->nframes; i++) {
+        if (in_c_library(&t->frames[i]))
+            continue;
+        if (!module_in(t->frames[i].module, pool->modules))
+            return false;
+        own++;
+    }
+    return own > 0;
+}
+
 static bool default_ignored(const threadcheck_thread *t)
 {
-    static const char *const functions[] = {"timer_helper_thread", "handle_fildes_io", "background_thread_entry",
-                                            NULL};
+    for (size_t p = 0; p < sizeof runtime_pools / sizeof runtime_pools[0]; p++) {
+        const struct runtime_pool *pool = &runtime_pools[p];
+        for (size_t i = 0; i < t->nframes; i++)
+            if (module_in(t->frames[i].module, pool->modules) && name_in(t->frames[i].function, pool->functions))
+                return true;
+        if (pool->whole_stack && whole_stack_in(t, pool))
+            return true;
+    }
     for (size_t i = 0; i < t->nframes; i++) {
         const char *fn = t->frames[i].function;
-        if (!fn)
-            continue;
-        if (name_in(fn, functions))
-            return true;
         /* __tsan::BackgroundThread, __sanitizer::BackgroundThread (mangled) */
-        if (strstr(fn, "BackgroundThread") && (strstr(fn, "__tsan") || strstr(fn, "__sanitizer")))
+        if (fn && strstr(fn, "BackgroundThread") && (strstr(fn, "__tsan") || strstr(fn, "__sanitizer")))
             return true;
     }
     return false;
@@ -107,7 +189,7 @@ static bool default_ignored(const threadcheck_thread *t)
 static bool ignored(const threadcheck_group *g, const threadcheck_options *opts)
 {
     const threadcheck_thread *t = g->thread;
-    if (t->status != THREADCHECK_STACK_CAPTURED && t->status != THREADCHECK_STACK_NOT_SIGNALLED)
+    if (t->nframes == 0)
         return false; /* no stack, nothing to match: it counts */
     if (!opts->no_default_ignores && default_ignored(t))
         return true;

@@ -10,13 +10,17 @@
 #include <threadcheck.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -331,9 +335,12 @@ static pthread_mutex_t mask_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t mask_cond = PTHREAD_COND_INITIALIZER;
 static int mask_stage; /* 1 blocked and waiting, 2 unblock now, 3 unblocked */
 
+static atomic_int masked_tid;
+
 static void *masked(void *arg)
 {
     (void)arg;
+    atomic_store(&masked_tid, (int)syscall(SYS_gettid));
     sigset_t all;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, NULL);
@@ -375,6 +382,179 @@ static void case_blocked(void)
     s = threadcheck_snapshot_take(NULL);
     CHECK(s && s->nthreads == 1 && s->threads[0].status == THREADCHECK_STACK_CAPTURED, "capture after a late signal");
     threadcheck_snapshot_free(s);
+}
+
+
+/* ---- signal hygiene: what a capture must never do to its host ---------------- */
+
+/* The status of the thread `tid` in a snapshot (-1 if absent). */
+static int status_of(const threadcheck_snapshot *s, pid_t tid)
+{
+    for (size_t i = 0; s && i < s->nthreads; i++)
+        if (s->threads[i].tid == tid)
+            return (int)s->threads[i].status;
+    return -1;
+}
+
+/* Waits (a bounded number of snapshots) until thread `tid` sits in system
+ * call `name`; returns that snapshot (NULL if it never did). */
+static threadcheck_snapshot *await_in_call(pid_t tid, const char *name)
+{
+    for (int tries = 0; tries < 5000; tries++) {
+        threadcheck_snapshot *s = threadcheck_snapshot_take(&(threadcheck_capture_options){.flags = THREADCHECK_NO_STACKS});
+        for (size_t i = 0; s && i < s->nthreads; i++)
+            if (s->threads[i].tid == tid && s->threads[i].syscall_name && strcmp(s->threads[i].syscall_name, name) == 0)
+                return s;
+        threadcheck_snapshot_free(s);
+        sched_yield();
+    }
+    return NULL;
+}
+
+static atomic_int announced_tid;
+
+/* A write of 1 MiB into a pipe nobody reads sleeps with 64 KiB written; a
+ * handler run then would return 65,536 (issue 20, defect 3). */
+enum { BIG_WRITE = 1 << 20 };
+static int big_pipe[2];
+static ssize_t big_written;
+
+static void *big_writer(void *arg)
+{
+    (void)arg;
+    char *buf = calloc(1, BIG_WRITE);
+    if (!buf)
+        exit(99);
+    atomic_store(&announced_tid, (int)syscall(SYS_gettid));
+    big_written = write(big_pipe[1], buf, BIG_WRITE);
+    free(buf);
+    return NULL;
+}
+
+static void case_short_write(void)
+{
+    if (pipe(big_pipe) != 0)
+        exit(99);
+    pthread_t t = start(big_writer, 0);
+    while (atomic_load(&announced_tid) == 0)
+        sched_yield();
+    pid_t tid = atomic_load(&announced_tid);
+    threadcheck_snapshot *s = await_in_call(tid, "write");
+    CHECK(s != NULL, "the writer never showed up in write()");
+    threadcheck_snapshot_free(s);
+    for (int i = 0; i < 20; i++) { /* each capture would cut the write short if it signalled */
+        s = threadcheck_snapshot_take(NULL);
+        if (i == 0)
+            CHECK(status_of(s, tid) == THREADCHECK_STACK_NOT_SIGNALLED, "the writer's status %d", status_of(s, tid));
+        threadcheck_snapshot_free(s);
+    }
+    CHECK(threadcheck_verify(&quick, NULL) == THREADCHECK_LEAKED, "the blocked writer is still reported");
+    /* Drain until the writer has returned (however much it wrote). */
+    char buf[65536];
+    int flags = fcntl(big_pipe[0], F_GETFL);
+    fcntl(big_pipe[0], F_SETFL, flags | O_NONBLOCK);
+    while (pthread_tryjoin_np(t, NULL) != 0)
+        if (read(big_pipe[0], buf, sizeof buf) <= 0)
+            sched_yield();
+    CHECK(big_written == BIG_WRITE, "write returned %zd of %d", big_written, BIG_WRITE);
+}
+
+/* A thread reading a signalfd of the capture signal blocks that signal: a
+ * capture that sent it anyway would hand the thread our signal as if the
+ * program had sent it. The first signal the thread reads must be ours (the
+ * test's, with value 42). */
+static int sfd_code, sfd_value;
+
+static void *signalfd_reader(void *arg)
+{
+    (void)arg;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGRTMIN + 8);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (fd < 0)
+        exit(99);
+    atomic_store(&announced_tid, (int)syscall(SYS_gettid));
+    struct signalfd_siginfo si;
+    if (read(fd, &si, sizeof si) == sizeof si) {
+        sfd_code = si.ssi_code;
+        sfd_value = si.ssi_int;
+    }
+    close(fd);
+    return NULL;
+}
+
+static void case_signalfd(void)
+{
+    pthread_t t = start(signalfd_reader, 0);
+    while (atomic_load(&announced_tid) == 0)
+        sched_yield();
+    pid_t tid = atomic_load(&announced_tid);
+    threadcheck_snapshot *s = await_in_call(tid, "read");
+    CHECK(s != NULL, "the reader never showed up in read()");
+    threadcheck_snapshot_free(s);
+    s = threadcheck_snapshot_take(NULL);
+    CHECK(status_of(s, tid) == THREADCHECK_STACK_BLOCKED, "the reader's status %d", status_of(s, tid));
+    threadcheck_snapshot_free(s);
+    union sigval v = {.sival_int = 42};
+    CHECK(pthread_sigqueue(t, SIGRTMIN + 8, v) == 0, "pthread_sigqueue");
+    pthread_join(t, NULL);
+    CHECK(sfd_code == SI_QUEUE && sfd_value == 42, "the reader's first signal: code %d value %d (42 from SI_QUEUE "
+          "expected; anything else came from a capture)", sfd_code, sfd_value);
+}
+
+/* A thread that blocks the capture signal is never sent it: after 20
+ * captures none is pending for it (a blocked real-time signal queues, one
+ * per capture, against RLIMIT_SIGPENDING of the whole user). */
+static void case_pending(void)
+{
+    mask_stage = 0;
+    pthread_t t = start(masked, 0);
+    pthread_mutex_lock(&mask_lock);
+    while (mask_stage != 1)
+        pthread_cond_wait(&mask_cond, &mask_lock);
+    pthread_mutex_unlock(&mask_lock);
+    for (int i = 0; i < 20; i++)
+        threadcheck_snapshot_free(threadcheck_snapshot_take(&(threadcheck_capture_options){.timeout_ms = 20}));
+    char path[64], status[4096] = "";
+    snprintf(path, sizeof path, "/proc/self/task/%d/status", atomic_load(&masked_tid));
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(status, 1, sizeof status - 1, f) : 0;
+    status[n] = '\0';
+    if (f)
+        fclose(f);
+    const char *q = strstr(status, "\nSigPnd:");
+    unsigned long long pending = q ? strtoull(q + 8, NULL, 16) : ~0ull;
+    CHECK(q && !((pending >> (SIGRTMIN + 8 - 1)) & 1), "the masked thread has the capture signal pending "
+          "(SigPnd %016llx): sent to a thread that blocks it", pending);
+    pthread_mutex_lock(&mask_lock);
+    mask_stage = 2;
+    pthread_cond_broadcast(&mask_cond);
+    while (mask_stage != 3)
+        pthread_cond_wait(&mask_cond, &mask_lock);
+    pthread_mutex_unlock(&mask_lock);
+    pthread_join(t, NULL);
+}
+
+
+/* No handler of the program's runs inside the capture handler (and could
+ * leave it with siglongjmp, or cancel the thread in it asynchronously,
+ * leaving the handler's bookkeeping unbalanced): the handler's mask holds
+ * every asynchronous signal, glibc's SIGCANCEL (32) too, and no fault signal
+ * (a blocked fault kills the process). */
+static void case_handler_mask(void)
+{
+    threadcheck_snapshot_free(threadcheck_snapshot_take(NULL)); /* installs the handler */
+    struct sigaction sa;
+    CHECK(sigaction(SIGRTMIN + 8, NULL, &sa) == 0 && (sa.sa_flags & SA_SIGINFO), "the handler is installed");
+    static const int asynchronous[] = {SIGUSR1, SIGUSR2, SIGALRM, SIGINT, SIGTERM, SIGCHLD, SIGPIPE, SIGIO};
+    for (size_t i = 0; i < sizeof asynchronous / sizeof asynchronous[0]; i++)
+        CHECK(sigismember(&sa.sa_mask, asynchronous[i]) == 1, "signal %d not blocked in the handler",
+              asynchronous[i]);
+    CHECK((sa.sa_mask.__val[0] >> 31) & 1, "SIGCANCEL (32) not blocked in the handler");
+    CHECK(sigismember(&sa.sa_mask, SIGSEGV) == 0 && sigismember(&sa.sa_mask, SIGBUS) == 0,
+          "a fault signal is blocked in the handler");
 }
 
 /* Many threads on one condition variable: one group, one futex word; a
@@ -465,7 +645,8 @@ int main(int argc, char **argv)
         {"verify", case_verify}, {"baseline", case_baseline}, {"ignore", case_ignore},
         {"retry", case_retry},   {"report", case_report},     {"eintr", case_eintr},
         {"blocked", case_blocked}, {"group", case_group},     {"signal_in_use", case_signal_in_use},
-        {"options", case_options},
+        {"options", case_options}, {"short_write", case_short_write}, {"signalfd", case_signalfd},
+        {"pending", case_pending}, {"handler_mask", case_handler_mask},
     };
     if (argc != 2) {
         fprintf(stderr, "usage: test_api CASE\n");

@@ -91,6 +91,46 @@ class PlainProgram(unittest.TestCase):
         self.assertIn("unknown option 'exitcod'", r.stderr)
 
 
+class WhenTheCheckRuns(unittest.TestCase):
+    """The check at exit runs after the program's atexit handlers and its own destructors
+    and after every shared library's destructor: a library that joins its own thread in
+    its destructor leaves nothing behind. (With atexit() from the library the check ran at
+    libthreadcheck's own finalisation, before the other libraries' destructors, and reported
+    such a thread: exit 66 for a correct program.)"""
+
+    def test_after_the_destructors_of_the_programs_libraries(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            Path(tmp, "lib.c").write_text(
+                '#include <pthread.h>\n#include <unistd.h>\n'
+                'static int fds[2]; static pthread_t logger;\n'
+                'static void *log_main(void *a) { char c; (void)a; while (read(fds[0], &c, 1) > 0) ; return 0; }\n'
+                '__attribute__((constructor)) static void init(void) {\n'
+                '    if (pipe(fds) == 0) pthread_create(&logger, 0, log_main, 0); }\n'
+                '__attribute__((destructor)) static void fini(void) {\n'
+                '    close(fds[1]); pthread_join(logger, 0); write(2, "library destructor\\n", 19); }\n'
+                'void lib_fn(void) {}\n')
+            Path(tmp, "main.c").write_text(
+                '#include <stdlib.h>\n#include <unistd.h>\nvoid lib_fn(void);\n'
+                'static void at_exit(void) { write(2, "program atexit\\n", 15); }\n'
+                'int main(void) { atexit(at_exit); lib_fn(); return 0; }\n')
+            for argv in (["cc", "-shared", "-fPIC", "-pthread", "-o", f"{tmp}/liblate.so", f"{tmp}/lib.c"],
+                         ["cc", "-o", f"{tmp}/main", f"{tmp}/main.c", f"-L{tmp}", "-llate", f"-Wl,-rpath,{tmp}"]):
+                subprocess.run(argv, check=True, capture_output=True, timeout=120)
+            r = run([f"{tmp}/main"], "verbosity=1")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            lines = [line.split(" (pid")[0] for line in r.stderr.splitlines()]
+            self.assertEqual(lines, ["program atexit", "library destructor",
+                                     "threadcheck: no unexpected threads at exit"])
+
+    def test_exit_from_a_thread_with_the_smallest_stack(self):
+        """exit() runs the check on the calling thread: one made with PTHREAD_STACK_MIN
+        (16 KiB) is too small for it (the old check died there of SIGSEGV); it runs on a
+        stack of its own."""
+        r = run([PROGRAM, "small_stack"], "deadline_ms=50")
+        self.assertEqual(r.returncode, 66, r.stderr)
+        self.assertIn("1 @ stuck_forever <- stuck <- start_thread", r.stderr)
+
+
 @unittest.skipUnless((BUILD / "scenarios" / "blocked_workers").exists(), "blocked_workers not built")
 class BlockedWorkers(unittest.TestCase):
     """The issue's acceptance: leaky exits 66 naming the group and its stack, fixed exits 0."""
