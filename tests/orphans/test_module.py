@@ -1,4 +1,4 @@
-"""scripts/orphans.py: the report parsed into tool.json, and every way a
+"""scripts/tools/orphans.py: the report parsed into tool.json, and every way a
 report can be wrong caught (a parser that only ever sees good reports cannot
 fail)."""
 
@@ -8,9 +8,9 @@ import tempfile
 import unittest
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import orphans  # noqa: E402
-import runner  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the `scripts` package
+from scripts.tools import orphans  # noqa: E402
+from scripts.run import runner  # noqa: E402
 
 REPORT = """\
 ==4242== orphans at exit: 1001 leaked threads in 2 groups: blocked on objects that no thread able to run can reach

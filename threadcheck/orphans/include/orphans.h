@@ -38,17 +38,22 @@
  * Options, for both, in ORPHANS_OPTIONS (help=1 lists them), in the
  * sanitizers' key=value:key=value style.
  *
- * Costs and side effects. Stopping the world sends one real-time signal to
- * every other thread (stop_signal, default SIGRTMIN+9; the handler is
- * installed at the first analysis and kept). A thread sleeping in nanosleep,
- * poll or a timed wait sees that signal as EINTR once, as POSIX allows any
- * signal to do; untimed futex waits and reads restart transparently
- * (SA_RESTART). Every malloc/free pays a hash-table update (docs/orphans.md,
- * "Cost").
+ * Costs and side effects (docs/orphans.md, "Safety"). Stopping the world
+ * sends one real-time signal to every other thread that can take it unseen
+ * (stop_signal, default SIGRTMIN+9; the handler is installed at the first
+ * analysis and kept): running in user space, or asleep in a call that
+ * restarts after a handler as if nothing happened (an untimed futex wait, a
+ * read). A thread that blocks the signal, waits for signals, or sleeps in a
+ * call a handler would visibly interrupt (poll, epoll_wait, nanosleep, a
+ * timed wait, a write) is never signalled: the analysis is then
+ * ORPHANS_INCOMPLETE, naming it. Every malloc/free pays a hash-table update
+ * (docs/orphans.md, "Cost"). The analysis runs on a stack of its own, so any
+ * thread, whatever its stack size, may call it (or exit()).
  *
  * Library manners. Nothing at load time can fail the host program; nothing
  * is printed unless a printing function is called, or a preloaded check
- * finds leaked threads (or verbosity>0). No function of this header is
+ * finds leaked threads (or verbosity>0: then also why an analysis could not
+ * be made). No function of this header is
  * async-signal-safe. Analyses are serialized by an internal lock.
  *
  * Ownership. orphans_find() returns memory the caller frees with

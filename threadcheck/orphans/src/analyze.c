@@ -127,6 +127,10 @@ static bool read_maps(void)
                 m.kind = MAP_SPECIAL; /* [vvar], [vdso], [vsyscall], [uprobes] */
             else if (strncmp(p, "/dev/", 5) == 0 && strncmp(p, "/dev/shm/", 9) != 0 && strncmp(p, "/dev/zero", 9) != 0)
                 m.kind = MAP_DEVICE; /* reading device memory may have side effects */
+            else if (strncmp(p, "anon_inode:", 11) == 0 && strcmp(p, "anon_inode:[io_uring]") != 0)
+                m.kind = MAP_DEVICE; /* a kernel object's memory (perf, kvm, a driver's buffers): its
+                                      * fault handler is the driver's; io_uring's rings are plain
+                                      * memory holding the program's requests (user_data), a root */
             else
                 m.kind = MAP_FILE;
             const char *base = strrchr(p, '/');
@@ -338,11 +342,21 @@ static int pagemap_fd = -1;
 
 static void scan_words_in(marker *m, uintptr_t lo, uintptr_t hi);
 
-static void scan(marker *m, uintptr_t lo, uintptr_t hi)
+static void scan_paged(marker *m, uintptr_t lo, uintptr_t hi, bool always);
+
+static void scan(marker *m, uintptr_t lo, uintptr_t hi) { scan_paged(m, lo, hi, false); }
+
+/* A root mapping is read only where its pages are present (or swapped):
+ * a page that is not may be served by a userfaultfd handler or a FUSE
+ * daemon, and reading it would wait for them, with the world stopped,
+ * possibly forever (the thread that serves the faults is stopped too). */
+static void scan_root(marker *m, uintptr_t lo, uintptr_t hi) { scan_paged(m, lo, hi, true); }
+
+static void scan_paged(marker *m, uintptr_t lo, uintptr_t hi, bool always)
 {
     lo = (lo + 7) & ~(uintptr_t)7;
     hi &= ~(uintptr_t)7;
-    if (pagemap_fd < 0 || hi - lo < 16 * PAGE) {
+    if (pagemap_fd < 0 || (!always && hi - lo < 16 * PAGE)) {
         scan_words_in(m, lo, hi);
         return;
     }
@@ -354,7 +368,7 @@ static void scan(marker *m, uintptr_t lo, uintptr_t hi)
             pages = 512;
         ssize_t got = pread(pagemap_fd, entries, pages * sizeof entries[0], (off_t)(first * sizeof entries[0]));
         if (got < (ssize_t)sizeof entries[0]) {
-            scan_words_in(m, lo, hi); /* cannot tell: scan it all */
+            scan_words_in(m, lo, hi); /* cannot tell: scan it all (unsound otherwise) */
             return;
         }
         pages = (size_t)got / sizeof entries[0];
@@ -670,6 +684,49 @@ static void explain_thread(marker *m, size_t i)
     say(a, " <- ...\n");
 }
 
+/* ---- the leaked threads' stacks, for the report ----------------------------------------------- */
+
+/* The report unwinds each leaked thread after the world is released
+ * (unwinding calls dl_iterate_phdr, whose lock a stopped thread may hold).
+ * By then a leaked thread cannot be woken, but it can still run: a
+ * cancellation, a signal handler. So its live stack [sp, hi) is copied now,
+ * while it is stopped; the report reads return addresses from the copy and
+ * unwinds the live stack only after checking it still equals the copy.
+ * At most STACK_COPIES_MAX bytes in all; beyond, a thread's stack is
+ * reported unknown rather than read live unchecked. */
+enum { STACK_COPIES_MAX = 256 << 20 };
+
+static void copy_leaked_stacks(or_analysis *a)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < a->threads.len; i++) {
+        or_thread *t = &OR_AT(a->threads, or_thread, i);
+        t->copy_len = 0;
+        if ((t->fate != OR_LEAKED && t->fate != OR_CANCELLABLE) || t->hi <= t->sp)
+            continue;
+        size_t len = t->hi - t->sp;
+        if (total + len > STACK_COPIES_MAX)
+            continue;
+        t->copy_off = total;
+        t->copy_len = len;
+        total += len;
+    }
+    if (total == 0)
+        return;
+    a->stack_copies = or_map(total);
+    if (!a->stack_copies) {
+        for (size_t i = 0; i < a->threads.len; i++)
+            OR_AT(a->threads, or_thread, i).copy_len = 0;
+        return;
+    }
+    a->stack_copies_bytes = total;
+    for (size_t i = 0; i < a->threads.len; i++) {
+        const or_thread *t = &OR_AT(a->threads, or_thread, i);
+        if (t->copy_len)
+            memcpy(a->stack_copies + t->copy_off, (const void *)t->sp, t->copy_len);
+    }
+}
+
 /* ---- the analysis ------------------------------------------------------------------------------ */
 
 static int stop_and_settle(or_analysis *a, const void *uc, uintptr_t sp)
@@ -680,6 +737,12 @@ static int stop_and_settle(or_analysis *a, const void *uc, uintptr_t sp)
             return ORPHANS_ERROR;
         }
         a->settle_stops++;
+        a->stop_total_ms += a->world.ms;
+        a->stop_cpu_ms += a->world.cpu_ms;
+        a->send_total_ms += a->world.send_ms;
+        a->relist_total_ms += a->world.relist_ms;
+        if (a->world.ms > a->stop_max_ms)
+            a->stop_max_ms = a->world.ms;
         if (!a->world.complete) {
             snprintf(a->why, sizeof a->why, "%s", a->world.why);
             return ORPHANS_INCOMPLETE;
@@ -706,7 +769,9 @@ static int stop_and_settle(or_analysis *a, const void *uc, uintptr_t sp)
             return ORPHANS_NONE;
         or_world_resume(&a->world);
         struct timespec pause = {0, (long)(attempt + 1) * 2 * 1000 * 1000};
+        double paused = or_now_ms();
         nanosleep(&pause, NULL);
+        a->pause_ms += or_now_ms() - paused;
     }
 }
 
@@ -781,6 +846,7 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
         a->heap_bytes += m.blocks[i].size;
     }
     a->heap_blocks = m.nblocks;
+    a->table_bytes = or_heap_table_bytes();
     if (m.nblocks) {
         m.heap_lo = m.blocks[0].addr;
         m.heap_span = m.blocks[m.nblocks - 1].addr + m.blocks[m.nblocks - 1].size + 1 - m.heap_lo;
@@ -1013,7 +1079,7 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
     a->phase_cpu_ms[0] = or_cpu_ms() - tc; /* preparing: maps, blocks, threads, roots */
     /* Mark from the roots and from every thread that can run. */
     for (size_t i = 0; i < roots.len; i++)
-        scan(&m, OR_AT(roots, range, i).lo, OR_AT(roots, range, i).hi);
+        scan_root(&m, OR_AT(roots, range, i).lo, OR_AT(roots, range, i).hi);
     for (size_t i = 0; i < a->threads.len; i++)
         if (thread_at(&m, i)->wait == OR_WAIT_NONE)
             thread_roots(&m, i);
@@ -1097,6 +1163,7 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
         a->pinned_bytes += m.painted_bytes;
         a->pinned_blocks += m.painted_blocks;
     }
+    copy_leaked_stacks(a);
     guard_faults(false);
     if (pagemap_fd >= 0)
         close(pagemap_fd);
@@ -1136,6 +1203,7 @@ resume:
 void or_analysis_free(or_analysis *a)
 {
     or_unmap(a->explained, a->explained_cap);
+    or_unmap(a->stack_copies, a->stack_copies_bytes);
     or_vec_free(&a->blocks);
     or_vec_free(&a->threads);
 }

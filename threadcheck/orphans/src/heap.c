@@ -52,6 +52,8 @@ static struct {
     int (*trim)(size_t);
     int (*info)(int, FILE *);
     void (*stats)(void);
+    void (*free_sized)(void *, size_t);                 /* glibc 2.41 (C23); NULL before */
+    void (*free_aligned_sized)(void *, size_t, size_t);
 } real;
 
 enum { UNRESOLVED = 0, RESOLVING = 1, READY = 2 };
@@ -111,6 +113,8 @@ static void resolve(void)
         NEXT(trim, "malloc_trim");
         NEXT(info, "malloc_info");
         NEXT(stats, "malloc_stats");
+        NEXT(free_sized, "free_sized");
+        NEXT(free_aligned_sized, "free_aligned_sized");
 #undef NEXT
         or_tls.resolving = 0;
         if (!real.malloc || !real.calloc || !real.realloc || !real.free) {
@@ -128,7 +132,7 @@ static void resolve(void)
 
 /* ---- the table ------------------------------------------------------------------------ */
 
-enum { NSHARDS = 1024, FIRST_CAP = 64, EMPTY = 0, TOMB = 1 };
+enum { NSHARDS = 1024, FIRST_CAP = 16, EMPTY = 0, TOMB = 1 };
 
 typedef struct entry {
     uintptr_t key;
@@ -141,7 +145,11 @@ typedef struct shard {
     size_t cap, used, live; /* used counts tombstones */
 } __attribute__((aligned(64))) shard;
 
-static shard shards[NSHARDS];
+/* Initialised statically, never in a constructor: a thread started by an
+ * earlier constructor (another library's) may already hold a shard's lock
+ * when ours runs, and re-initialising a held mutex would let two threads
+ * into one shard. */
+static shard shards[NSHARDS] = {[0 ... NSHARDS - 1] = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 static _Atomic bool table_lost; /* an insert failed for want of memory: the table is no longer exact */
 static _Atomic size_t live_blocks;
 
@@ -153,12 +161,89 @@ static inline uint64_t hash_of(uintptr_t p)
 
 static inline shard *shard_of(uint64_t h) { return &shards[h >> (64 - 10)]; }
 
+/* Slot arrays. A shard's array below a page comes from 64 KiB slabs of our
+ * own, size classes of 256 B to 2 KiB, reused when a shard outgrows them:
+ * a page per shard would cost 4 MiB for 1,024 shards whatever the heap
+ * (1,300 B per block on a 3,000-block program). Larger arrays are mappings
+ * of their own. The slab lock is taken only under a shard lock (in grow),
+ * so no thread holds it at a fork (fork_prepare holds every shard lock). */
+enum { SLAB_BYTES = 64 * 1024, SMALL_MIN = FIRST_CAP * 16, SMALL_MAX = 2048, SMALL_CLASSES = 4 };
+
+static struct {
+    atomic_flag lock;
+    unsigned char *at, *end;
+    void *free_list[SMALL_CLASSES]; /* 256, 512, 1024, 2048 bytes: first word links */
+    _Atomic size_t mapped;          /* slabs and large arrays, bytes */
+} slots_mem = {.lock = ATOMIC_FLAG_INIT};
+
+static int small_class(size_t bytes)
+{
+    int c = 0;
+    for (size_t b = SMALL_MIN; b < bytes; b *= 2)
+        c++;
+    return c;
+}
+
+static entry *slots_alloc(size_t cap)
+{
+    size_t bytes = cap * sizeof(entry);
+    if (bytes > SMALL_MAX) {
+        entry *p = or_map(bytes);
+        if (p)
+            atomic_fetch_add(&slots_mem.mapped, (bytes + 4095) & ~(size_t)4095);
+        return p;
+    }
+    int c = small_class(bytes);
+    while (atomic_flag_test_and_set_explicit(&slots_mem.lock, memory_order_acquire))
+        sched_yield();
+    unsigned char *p = slots_mem.free_list[c];
+    if (p) {
+        memcpy(&slots_mem.free_list[c], p, sizeof(void *));
+    } else {
+        if (!slots_mem.at || slots_mem.at + bytes > slots_mem.end) {
+            unsigned char *slab = or_map(SLAB_BYTES);
+            if (slab) {
+                slots_mem.at = slab;
+                slots_mem.end = slab + SLAB_BYTES;
+                atomic_fetch_add(&slots_mem.mapped, SLAB_BYTES);
+            }
+        }
+        if (slots_mem.at && slots_mem.at + bytes <= slots_mem.end) {
+            p = slots_mem.at;
+            slots_mem.at += bytes;
+        }
+    }
+    atomic_flag_clear_explicit(&slots_mem.lock, memory_order_release);
+    if (p)
+        memset(p, 0, bytes);
+    return (entry *)p;
+}
+
+static void slots_free(entry *p, size_t cap)
+{
+    size_t bytes = cap * sizeof(entry);
+    if (!p)
+        return;
+    if (bytes > SMALL_MAX) {
+        or_unmap(p, bytes);
+        atomic_fetch_sub(&slots_mem.mapped, (bytes + 4095) & ~(size_t)4095);
+        return;
+    }
+    int c = small_class(bytes);
+    while (atomic_flag_test_and_set_explicit(&slots_mem.lock, memory_order_acquire))
+        sched_yield();
+    memcpy(p, &slots_mem.free_list[c], sizeof(void *));
+    slots_mem.free_list[c] = p;
+    atomic_flag_clear_explicit(&slots_mem.lock, memory_order_release);
+}
+
+/* Grows (or rehashes) a shard to load at most 1/2 (it grows again at 3/4). */
 static bool grow(shard *s)
 {
     size_t cap = FIRST_CAP;
-    while (cap < 4 * (s->live + 1))
+    while (cap < 2 * (s->live + 1))
         cap *= 2;
-    entry *fresh = or_map(cap * sizeof *fresh);
+    entry *fresh = slots_alloc(cap);
     if (!fresh)
         return false;
     for (size_t i = 0; i < s->cap; i++) {
@@ -170,7 +255,7 @@ static bool grow(shard *s)
             b = (b + 1) & (cap - 1);
         fresh[b] = s->slots[i];
     }
-    or_unmap(s->slots, s->cap * sizeof *s->slots);
+    slots_free(s->slots, s->cap);
     s->slots = fresh;
     s->cap = cap;
     s->used = s->live;
@@ -242,6 +327,8 @@ static bool table_remove(void *p, size_t *size)
 
 size_t or_heap_count(void) { return atomic_load(&live_blocks); }
 
+size_t or_heap_table_bytes(void) { return atomic_load(&slots_mem.mapped); }
+
 size_t or_heap_snapshot(or_block *out, size_t cap)
 {
     size_t n = 0;
@@ -280,8 +367,6 @@ static void fork_child(void)
 
 __attribute__((constructor)) static void heap_init(void)
 {
-    for (size_t i = 0; i < NSHARDS; i++)
-        pthread_mutex_init(&shards[i].lock, NULL);
     (void)pthread_atfork(fork_prepare, fork_parent, fork_child); /* fails only without memory */
 }
 
@@ -371,6 +456,40 @@ __attribute__((visibility("default"))) void free(void *p)
     enter();
     table_remove(p, NULL);
     real.free(p);
+    leave();
+}
+
+/* C23's sized frees (glibc 2.41). Defined here whatever the glibc, so a
+ * program built against 2.41 reaches these and not glibc's (which would
+ * free behind the table's back); the real one is called where it exists,
+ * free where it does not (the size is only a hint). */
+__attribute__((visibility("default"))) void free_sized(void *p, size_t n)
+{
+    if (!p || from_boot(p))
+        return;
+    if (!ready())
+        return;
+    enter();
+    table_remove(p, NULL);
+    if (real.free_sized)
+        real.free_sized(p, n);
+    else
+        real.free(p);
+    leave();
+}
+
+__attribute__((visibility("default"))) void free_aligned_sized(void *p, size_t align, size_t n)
+{
+    if (!p || from_boot(p))
+        return;
+    if (!ready())
+        return;
+    enter();
+    table_remove(p, NULL);
+    if (real.free_aligned_sized)
+        real.free_aligned_sized(p, align, n);
+    else
+        real.free(p);
     leave();
 }
 

@@ -65,8 +65,15 @@ OR_HIDDEN size_t or_own_ranges(uintptr_t (*out)[2], size_t cap);
 /* The writable segments of the loaded object holding `code` (dl_iterate_phdr:
  * not while stopped). */
 OR_HIDDEN size_t or_object_writable(uintptr_t code, uintptr_t (*out)[2], size_t cap);
+/* In a fork's child: releases the lock of the table of our mappings. */
+OR_HIDDEN void or_own_after_fork(void);
 /* Records liborphans' writable segments (dl_iterate_phdr: not while stopped). */
 OR_HIDDEN void or_own_segments_init(void);
+
+/* Runs fn(arg) on a stack of our own (8 MiB, mapped here, a guard page
+ * below), whatever stack the calling thread has; nested calls run in place.
+ * Without memory for it, fn runs on the caller's stack. */
+OR_HIDDEN void or_on_own_stack(void (*fn)(void *), void *arg);
 
 /* A growable array in our own memory. */
 typedef struct or_vec {
@@ -101,6 +108,8 @@ OR_HIDDEN bool or_heap_interposed(void);
 /* Live blocks; world stopped (no thread is inside a wrapper). */
 OR_HIDDEN size_t or_heap_count(void);
 OR_HIDDEN size_t or_heap_snapshot(or_block *out, size_t cap);
+/* The block table's own memory (its shards' slot arrays, page-rounded). */
+OR_HIDDEN size_t or_heap_table_bytes(void);
 /* The real allocator, for liborphans' own (outside-the-stop) needs. */
 OR_HIDDEN void *or_real_malloc(size_t n);
 /* The real malloc's address (to find the allocator's own object). */
@@ -138,8 +147,12 @@ typedef struct or_world {
     size_t nslots;
     uint32_t gen;
     bool complete;                /* every thread stopped */
+    bool refused;                 /* a thread was not signalled (may_signal in world.c says why) */
     char why[256];                /* when not complete */
     double ms;
+    double send_ms;               /* of ms: reading each thread's state and signalling it */
+    double relist_ms;             /* of ms: listing /proc/self/task again */
+    double cpu_ms;                /* CPU time of the stopping thread during the stop */
 } or_world;
 
 /* Stops every other thread of the process. The caller's own slot (index 0)
@@ -227,6 +240,7 @@ typedef struct or_thread {
     bool is_main, is_caller;
     size_t pinned_bytes, pinned_blocks;
     const or_slot *slot;
+    size_t copy_off, copy_len;    /* leaked: [sp, hi) copied at the stop into or_analysis.stack_copies; 0: not */
 } or_thread;
 
 typedef struct or_analysis {
@@ -239,10 +253,17 @@ typedef struct or_analysis {
     size_t glibc_bytes;           /* the leaked threads' TLS vectors (dtv): glibc's, not the program's */
     size_t heap_bytes, heap_blocks;
     size_t unreachable_bytes, unreachable_blocks;
+    size_t table_bytes;           /* the block table's memory at the stop */
     size_t root_bytes;            /* bytes of root memory scanned */
     size_t arena_heaps;           /* malloc heaps found by walking the arena list */
     size_t settle_stops;          /* stops made (1 + settle retries) */
+    double stop_total_ms, stop_max_ms; /* every stop, and the longest */
+    double send_total_ms, relist_total_ms; /* parts of stop_total_ms */
+    double stop_cpu_ms;           /* CPU time of the analysing thread in every stop */
+    double pause_ms;              /* pauses between settle stops */
     char *explained;              /* explain=1: the text, NUL-terminated (our own memory) */
+    unsigned char *stack_copies;  /* the leaked threads' live stacks, copied before the world is released */
+    size_t stack_copies_bytes;
     size_t explained_cap;
     int status;
     char why[256];

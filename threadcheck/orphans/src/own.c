@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 enum { MAX_OWN = 16384, MAX_SEGMENTS = 8 };
@@ -34,6 +35,10 @@ static void own_lock(void)
 }
 
 static void own_unlock(void) { atomic_flag_clear_explicit(&own.lock, memory_order_release); }
+
+/* The child of a fork has only the forking thread: a lock another thread
+ * held at the fork is nobody's. */
+void or_own_after_fork(void) { atomic_flag_clear_explicit(&own.lock, memory_order_release); }
 
 static bool record(uintptr_t lo, uintptr_t hi)
 {
@@ -222,6 +227,47 @@ void or_vec_free(or_vec *v)
     or_unmap(v->data, v->bytes);
     v->data = NULL;
     v->len = v->cap = v->bytes = 0;
+}
+
+/* ---- a stack of our own --------------------------------------------------------------- */
+
+/* The analysis and its report run on a stack mapped here, not on the
+ * calling thread's: at exit that may be any thread, with any stack size
+ * (a 64 KiB worker calling exit()), and the analysis needs a few hundred
+ * KiB (a radix sort's counts, /proc buffers), the report more (libunwind,
+ * symbolization). The mapping is ours (recorded, so never a root); its
+ * lowest page is a guard; pages are committed only as they are touched. */
+enum { OWN_STACK_BYTES = 8 << 20, GUARD = 4096 };
+
+static __thread void (*own_fn)(void *) OR_TLS;
+static __thread void *own_arg OR_TLS;
+static __thread bool on_own_stack OR_TLS;
+
+static void own_trampoline(void) { own_fn(own_arg); }
+
+void or_on_own_stack(void (*fn)(void *), void *arg)
+{
+    if (on_own_stack) {
+        fn(arg);
+        return;
+    }
+    char *stack = or_map(OWN_STACK_BYTES);
+    ucontext_t back, there;
+    if (!stack || mprotect(stack, GUARD, PROT_NONE) != 0 || getcontext(&there) != 0) {
+        or_unmap(stack, OWN_STACK_BYTES);
+        fn(arg); /* no memory for a stack: the caller's, as it is */
+        return;
+    }
+    there.uc_stack.ss_sp = stack + GUARD;
+    there.uc_stack.ss_size = OWN_STACK_BYTES - GUARD;
+    there.uc_link = &back;
+    own_fn = fn;
+    own_arg = arg;
+    makecontext(&there, own_trampoline, 0);
+    on_own_stack = true;
+    swapcontext(&back, &there);
+    on_own_stack = false;
+    or_unmap(stack, OWN_STACK_BYTES);
 }
 
 /* ---- small things ------------------------------------------------------------------ */

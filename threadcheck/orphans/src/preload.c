@@ -64,6 +64,38 @@ static FILE *open_log(bool *close_it)
     return f;
 }
 
+struct check_call {
+    const char *where;
+    const ucontext_t *uc;
+    uintptr_t sp;
+    int status;
+};
+
+/* The analysis and the report, on orphans' own stack (or_on_own_stack):
+ * the thread calling exit() may have a small one. A report is written when
+ * threads leaked, or when asked (verbosity, unreachable): an analysis that
+ * could not be made (incomplete, unsupported) says why at verbosity=1 and
+ * is otherwise silent, since it adds nothing the program asked for. */
+static void check_on_own_stack(void *arg)
+{
+    struct check_call *call = arg;
+    orphans_result *r = or_find(&config, call->uc, call->sp);
+    if (!r) {
+        call->status = ORPHANS_ERROR;
+        return;
+    }
+    int status = r->status;
+    if (status == ORPHANS_FOUND || config.verbosity > 0 || config.unreachable) {
+        bool close_it;
+        FILE *log = open_log(&close_it);
+        or_result_print_where(r, log, call->where, config.verbosity, config.unreachable);
+        if (close_it)
+            fclose(log);
+    }
+    orphans_result_free(r);
+    call->status = status;
+}
+
 /* Runs the analysis from here (the caller's context saved at this frame)
  * and writes the report; returns the status. */
 static __attribute__((noinline)) int check(const char *where)
@@ -72,19 +104,9 @@ static __attribute__((noinline)) int check(const char *where)
     memset(&uc, 0, sizeof uc);
     getcontext(&uc);
     uintptr_t sp = (uintptr_t)__builtin_frame_address(0) + 2 * sizeof(void *);
-    orphans_result *r = or_find(&config, &uc, sp);
-    if (!r)
-        return ORPHANS_ERROR;
-    int status = r->status;
-    if (status != ORPHANS_NONE || config.verbosity > 0 || config.unreachable) {
-        bool close_it;
-        FILE *log = open_log(&close_it);
-        or_result_print_where(r, log, where, config.verbosity, config.unreachable);
-        if (close_it)
-            fclose(log);
-    }
-    orphans_result_free(r);
-    return status;
+    struct check_call call = {where, &uc, sp, ORPHANS_ERROR};
+    or_on_own_stack(check_on_own_stack, &call);
+    return call.status;
 }
 
 static void check_at_exit(void)

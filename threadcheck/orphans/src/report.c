@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -32,6 +33,8 @@ struct result_impl {
     double mark_cpu_ms;
     double stacks_ms, stacks_cpu_ms, created_ms;
     size_t root_bytes, arena_heaps;
+    double stop_total_ms, stop_max_ms, send_total_ms, relist_total_ms, pause_ms, stop_cpu_ms;
+    size_t table_bytes;
 };
 
 void or_result_set_cpu(orphans_result *pub, double caller_ms, double process_ms)
@@ -178,15 +181,15 @@ typedef struct shape {
 /* The same stack as `s` without unwinding: same RIP, same depth, and every
  * return-address slot at the same offset from the top holds the same
  * return address. */
-static bool same_shape(const shape *s, const or_thread *t, const uintptr_t *pcs)
+static bool same_shape(const shape *s, const or_thread *t, const unsigned char *copies, const uintptr_t *pcs)
 {
-    if (s->rip != t->slot->gregs[REG_RIP] || s->depth != t->hi - t->sp)
+    if (!t->copy_len || s->rip != t->slot->gregs[REG_RIP] || s->depth != t->hi - t->sp)
         return false;
     for (size_t i = 1; i < s->n; i++) {
         uintptr_t at = t->hi - s->offset[i - 1], word;
         if (at < t->sp || at + sizeof word > t->hi)
             return false;
-        memcpy(&word, (const void *)at, sizeof word);
+        memcpy(&word, copies + t->copy_off + (at - t->sp), sizeof word); /* as it was at the stop */
         if (word != pcs[i])
             return false;
     }
@@ -199,6 +202,28 @@ static uint64_t hash_pcs(const uintptr_t *pcs, size_t n)
     for (size_t i = 0; i < n; i++)
         h = (h ^ pcs[i]) * 0x100000001b3ULL;
     return h;
+}
+
+/* Whether thread t's live stack still holds what it held at the stop (its
+ * copy), read with process_vm_readv: a stack unmapped meanwhile (the thread
+ * was cancelled and exited) is an error, not a fault. */
+static bool stack_unchanged(const or_thread *t, const unsigned char *copies)
+{
+    enum { CHUNK = 16384 };
+    /* The read goes to memory of our own: a copy of a leaked thread's frames
+     * in our static TLS (or on this stack) would be a root of the next
+     * analysis, and keep its wait object alive. */
+    unsigned char *chunk = t->copy_len ? or_map(CHUNK) : NULL;
+    bool same = chunk != NULL;
+    for (size_t done = 0; same && done < t->copy_len;) {
+        size_t len = t->copy_len - done < CHUNK ? t->copy_len - done : CHUNK;
+        struct iovec local = {chunk, len}, remote = {(void *)(t->sp + done), len};
+        same = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len &&
+               memcmp(chunk, copies + t->copy_off + done, len) == 0;
+        done += len;
+    }
+    or_unmap(chunk, CHUNK);
+    return same;
 }
 
 /* Fills members[].tc_group / tc / tc_top: each thread's raw group's
@@ -224,14 +249,21 @@ static bool raw_stacks(const or_analysis *a, member *members, size_t n, struct r
         const or_thread *t = &threads[members[i].thread];
         size_t known = SIZE_MAX;
         for (size_t k = 0; k < nshapes && known == SIZE_MAX; k++)
-            if (same_shape(&shapes[k], t, rep_pcs + shapes[k].raw * MAX_PCS))
+            if (same_shape(&shapes[k], t, a->stack_copies, rep_pcs + shapes[k].raw * MAX_PCS))
                 known = shapes[k].raw;
         if (known != SIZE_MAX) {
             raw_of[i] = known;
             continue;
         }
         uintptr_t pcs[MAX_PCS], slots[MAX_PCS];
-        size_t len = unwind_slot(t->slot, pcs, slots, MAX_PCS);
+        /* Unwound live, so only while the stack is still what was analysed
+         * (checked before and after); otherwise its stack is unknown. */
+        size_t len = 0;
+        if (stack_unchanged(t, a->stack_copies)) {
+            len = unwind_slot(t->slot, pcs, slots, MAX_PCS);
+            if (!stack_unchanged(t, a->stack_copies))
+                len = 0;
+        }
         size_t b = hash_pcs(pcs, len) & (cap - 1);
         for (;; b = (b + 1) & (cap - 1)) {
             size_t g = table[b];
@@ -313,6 +345,13 @@ orphans_result *or_result_build(const or_analysis *a)
     memcpy(r->phase_cpu_ms, a->phase_cpu_ms, sizeof r->phase_cpu_ms);
     r->root_bytes = a->root_bytes;
     r->arena_heaps = a->arena_heaps;
+    r->stop_total_ms = a->stop_total_ms;
+    r->stop_max_ms = a->stop_max_ms;
+    r->send_total_ms = a->send_total_ms;
+    r->relist_total_ms = a->relist_total_ms;
+    r->pause_ms = a->pause_ms;
+    r->stop_cpu_ms = a->stop_cpu_ms;
+    r->table_bytes = a->table_bytes;
     r->mark_cpu_ms = a->mark_cpu_ms;
     if (a->explained)
         r->explained = strdup(a->explained);
@@ -593,6 +632,13 @@ int or_result_print_where(const orphans_result *r, FILE *out, const char *where,
                 "fixed point, %.1f ms for what the leaked pin; %.1f ms of CPU; %zu arena heaps left out of the roots\n",
                 pid, ri->phase_ms[0], ri->phase_ms[1] - ri->phase_ms[0], ri->root_bytes, ri->phase_ms[2] - ri->phase_ms[1],
                 ri->phase_ms[3] - ri->phase_ms[2], ri->mark_cpu_ms, ri->arena_heaps);
+        fprintf(out, "==%d== orphans: stopping: %u stop%s, %.1f ms in all (the longest %.1f ms; reading thread states "
+                "and signalling %.1f ms, listing threads again %.1f ms), %.1f ms of pauses between them; %.1f ms of "
+                "CPU\n",
+                pid, r->stops, r->stops == 1 ? "" : "s", ri->stop_total_ms, ri->stop_max_ms, ri->send_total_ms,
+                ri->relist_total_ms, ri->pause_ms, ri->stop_cpu_ms);
+        fprintf(out, "==%d== orphans: block table: %zu bytes for %zu live blocks (%.1f bytes each)\n", pid,
+                ri->table_bytes, r->heap_blocks, r->heap_blocks ? (double)ri->table_bytes / (double)r->heap_blocks : 0.0);
         fprintf(out, "==%d== orphans: stacks of the leaked %.1f ms (%.1f ms of CPU), creation sites %.1f ms\n", pid,
                 ri->stacks_ms, ri->stacks_cpu_ms, ri->created_ms);
         fprintf(out, "==%d== orphans: CPU: %.1f ms in the analysing thread (prepare %.1f, roots %.1f, fixed point %.1f, "
