@@ -48,7 +48,8 @@
  * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,928 B; the
  * heap checker, LSan, ASan and TSan: nothing.
  *
- * The fix (LeakProf's): the missing `return` after the error send.
+ * The fix (the one commonpatterns.go's comment names, "Return is missing
+ * here"): the missing `return` after the error send.
  */
 #include "leaklab.h"
 

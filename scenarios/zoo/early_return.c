@@ -37,9 +37,10 @@
  * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,920 B; the
  * heap checker, LSan, ASan and TSan: nothing.
  *
- * The fix (LeakProf's): room for the one result, make(chan any, 1): the
- * send completes whether or not anyone receives, and the child returns. In
- * C the caller joins it and frees the channel and the result left in it.
+ * The fix (this port's: commonpatterns.go carries only the leak): room for
+ * the one result, make(chan any, 1): the send completes whether or not
+ * anyone receives, and the child returns. In C the caller joins it and
+ * frees the channel and the result left in it.
  */
 #include "leaklab.h"
 

@@ -29,11 +29,16 @@
  *
  * What the tools see: see expected/zoo/moby28462.toml (measured).
  *
- * The fix (the pull request's): CloseMonitorChannel closes the stop channel
- * instead of sending on it, so StateChanged never waits for the monitor.
+ * The fix, upstream's (moby/moby pull 28462, commit 89b12347), in two parts:
+ * CloseMonitorChannel closes the stop channel instead of sending on it, so
+ * StateChanged never waits for the monitor; and handleProbeResult takes the
+ * stop channel (`done`) and checks it again once it holds the lock ("probe
+ * may have been cancelled while waiting on lock. Ignore result then"), so a
+ * probe cancelled while it waited does not record its result.
  */
 #include "leaklab.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,6 +48,7 @@ struct container {                   /* Go: Container, its State and its Health 
     pthread_mutex_t mu;              /* Go: the embedded sync.Mutex */
     ll_chan *stop;                   /* Go: State.Health.stop, unbuffered */
     unsigned char *state;
+    long long probe_results;         /* Go: the results appended to State.Health.Log */
     bool fixed;
     ll_chan *in_window;              /* forced order: closed once G1 is past its select */
     ll_chan *lock_held;              /* forced order: closed once G2 holds the lock */
@@ -70,12 +76,21 @@ static void free_container(struct container *c)
     free(c);
 }
 
-static void handle_probe_result(struct container *c)
+static void handle_probe_result(struct container *c, ll_chan *done)
 {
     ll_chan_close(c->in_window);     /* forced order, where Go calls runtime.Gosched(): */
     void *unused;
     ll_chan_recv(c->lock_held, &unused); /* G1 takes the lock only once G2 holds it */
     pthread_mutex_lock(&c->mu);      /* leaky: G2 holds it, sending to nobody */
+    if (c->fixed) {
+        ll_select_case cancelled = {.chan = done};
+        bool stopped = ll_select(&cancelled, 1, true) == 0; /* select { case <-done: default: } */
+        if (LL_FIX_VALUE(stopped, false)) { /* FIX: cancelled while waiting on the lock: ignore the result */
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
+    }
+    c->probe_results++;              /* h.Log = append(h.Log, result) */
     pthread_mutex_unlock(&c->mu);
 }
 
@@ -86,7 +101,7 @@ static LL_WAIT_SITE void monitor(struct container *c)
         ll_select_case stop = {.chan = c->stop};
         if (ll_select(&stop, 1, true) == 0) /* case <-stop: return; default: */
             return;
-        handle_probe_result(c);
+        handle_probe_result(c, c->stop);
     }
 }
 
@@ -137,6 +152,9 @@ static void fixed_instance(ll_run *run, long long instance)
     struct container *c = start(run, true);
     LL_FIX(pthread_join(c->state_changer, NULL)); /* FIX: the close does not wait: G2 unlocks and returns, */
     LL_FIX(pthread_join(c->monitor, NULL));       /* G1 gets the lock, sees stop closed, returns: join both */
+    if (c->probe_results != 0) /* the probe cancelled while it waited recorded nothing (the re-check above) */
+        ll_refuse(run, "moby28462's fixed variant", EPROTO,
+                  "the monitor recorded a probe result after its stop channel was closed: upstream's re-check is missing");
     LL_FIX(free_container(c));                    /* FIX: and free what Go's GC would */
 }
 
@@ -145,7 +163,7 @@ static const ll_zoo_kernel kernel = {
     .summary = "GoKer moby#28462 (channel & lock): StateChanged holds the container lock while it\n"
                "sends on the monitor's stop channel; the monitor, past its select, waits for the lock.",
     .leaky_summary = "stop is sent on under the lock: the monitor and StateChanged wait forever, holding the container",
-    .fixed_summary = "stop is closed instead: StateChanged returns, the monitor sees it, both joined, freed",
+    .fixed_summary = "stop is closed instead, and the monitor re-checks it under the lock: both return, joined, freed",
     .leaky = leaky_instance,
     .fixed = fixed_instance,
     .instance_bytes = CONTAINER_BYTES,

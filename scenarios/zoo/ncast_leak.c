@@ -35,10 +35,13 @@
  * alive; the heap checker, LSan, ASan and TSan: nothing (blocked stacks
  * are roots, and no thread has finished).
  *
- * The fix (LeakProf's): room for every result, make(chan any, len(items)),
- * so each sender can leave; with no items, return before receiving. Go's
- * garbage collector then frees the request; in C the caller joins the
- * senders and frees it.
+ * The fix is this port's own: commonpatterns.go carries only the leak, and
+ * LeakProf names the pattern without a patch. Room for every result,
+ * make(chan any, len(items)), the usual remedy for an N-cast, so each
+ * sender can leave; and, for the call with no items (which the buffer
+ * alone does not help: no sender will ever come), return before
+ * receiving. Go's garbage collector then frees the request; in C the
+ * caller joins the senders and frees it.
  */
 #include "leaklab.h"
 

@@ -41,7 +41,8 @@
  * threadcheck, 4 threads alive; the heap checker, LSan, ASan and TSan:
  * nothing (blocked stacks are roots, and no thread has finished).
  *
- * The fix (LeakProf's): close the channel once the list is sent, so the
+ * The fix (the one commonpatterns.go's comment points at, "The channel is
+ * never closed"): close the channel once the list is sent, so the
  * workers' range ends, and give it room for the whole list,
  * make(chan any, len(list)), so a call with no workers (or a worker that
  * gave up) cannot block the sender. In C the caller then joins the threads

@@ -44,9 +44,10 @@
  * threadcheck, 1 thread alive; orphans, 1 thread pinning 65,920 B; the
  * heap checker, LSan, ASan and TSan: nothing.
  *
- * The fix (LeakProf's): room for the message, make(chan any, 1): the send
- * completes whichever case the select took, and the sender returns. In C
- * the caller joins it and frees the channel and the result left in it.
+ * The fix (this port's: commonpatterns.go carries only the leak): room for
+ * the message, make(chan any, 1): the send completes whichever case the
+ * select took, and the sender returns. In C the caller joins it and frees
+ * the channel and the result left in it.
  */
 #include "leaklab.h"
 

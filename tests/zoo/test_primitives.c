@@ -11,6 +11,7 @@
  * what was expected on stderr). No test waits on time except the deadline
  * tests, which check that a timed wait ends at (not before) its deadline. */
 #include "leaklab.h"
+#include "chan_internal.h" /* ll_chan_is_parked_wait: which waits count as parked */
 #include "park.h" /* ll_park_tid: the clock-id decoding is checked against gettid */
 
 #include <errno.h>
@@ -361,6 +362,38 @@ static void test_await_parked_on_a_mutex_names_the_right_thread(void)
     passed++;
 }
 
+/* A thread contending for a channel's lock (or a select waiter's) is about
+ * to run, not parked: only the channel's condition variables and a select's
+ * `wake` count. (ll_chan_await_parked once took any futex wait inside the
+ * channel, its lock included, which the watcher itself takes while it
+ * looks: a thread queued behind the watcher counted as parked.) */
+static void test_a_lock_wait_is_not_parked(void)
+{
+    ll_chan *ch = ll_chan_new(the_run, 0);
+    struct select_waiter w;
+    uintptr_t waiter = (uintptr_t)&w;
+    CHECK(!ll_chan_is_parked_wait(ch, 0, (uintptr_t)&ch->lock));
+    CHECK(!ll_chan_is_parked_wait(ch, waiter, (uintptr_t)&w.lock));
+    CHECK(!ll_chan_is_parked_wait(ch, 0, (uintptr_t)&ch->receivers_changed)); /* a watcher's wait */
+    CHECK(ll_chan_is_parked_wait(ch, 0, (uintptr_t)&ch->not_empty));      /* a receiver */
+    CHECK(ll_chan_is_parked_wait(ch, 0, (uintptr_t)&ch->not_full + 4));   /* a sender on a full ring */
+    CHECK(ll_chan_is_parked_wait(ch, 0, (uintptr_t)&ch->taken));          /* a sender on a rendezvous */
+    CHECK(ll_chan_is_parked_wait(ch, waiter, (uintptr_t)&w.wake));        /* a select */
+    CHECK(!ll_chan_is_parked_wait(ch, 0, (uintptr_t)&w.wake));            /* another thread's select */
+    ll_chan_free(ch);
+    passed++;
+}
+
+/* Go's RWMutex makes a new reader wait behind a waiting writer; the kernels
+ * that port its bugs check glibc does the same for the writer-preferring
+ * kind, and glibc's default kind must fail that check. */
+static void test_rwlock_preference_check(void)
+{
+    CHECK(ll_rwlock_kind_prefers_writers(the_run, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP));
+    CHECK(!ll_rwlock_kind_prefers_writers(the_run, PTHREAD_RWLOCK_PREFER_READER_NP));
+    passed++;
+}
+
 static void test_await_reading_a_pipe(void)
 {
     int fds[2];
@@ -459,6 +492,8 @@ static void run_all(ll_run *run)
     test_context();
     test_waitgroup();
     test_await_parked_on_a_mutex_names_the_right_thread();
+    test_a_lock_wait_is_not_parked();
+    test_rwlock_preference_check();
     test_await_reading_a_pipe();
     test_unjoined_threads_are_counted();
     fprintf(stderr, "test_primitives: %d tests passed\n", passed);
