@@ -7,8 +7,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
-if str(SCRIPTS) not in sys.path:
-    sys.path.insert(0, str(SCRIPTS))
+if str(REPO) not in sys.path:  # the `scripts` package
+    sys.path.insert(0, str(REPO))
 
 MB = 1 << 20
 
@@ -76,9 +76,12 @@ def snapshot(threads=1001, rss=90 * MB, in_use=130 * MB, free_held=2 * MB, censu
 
 def make_run(root, name="fake_scn.leaky.native.glibc-20260101-120000-1", *, scenario="fake_scn",
              variant="leaky", tool="native", allocator="glibc", scale="quick", phases=None,
-             timeline=True, verdict=None, heap=False, memcheck=None, options=(), payload=80_000_000):
-    """Writes a run directory; returns its path. `phases` is [(name, snapshot)];
-    `verdict` a list of (check, expected, observed, VERDICT) rows or None (no verdict.json)."""
+             timeline=True, verdict=None, heap=False, memcheck=None, options=(), payload=80_000_000,
+             samples=True, verdict_phases=None):
+    """Writes a run directory; returns its path. `phases` is [(name, snapshot)], one a
+    second from t = 1 s; `samples` False leaves no timeline.csv (no RSS sample: a run
+    over before the first); `verdict` a list of (check, expected, observed, VERDICT)
+    rows or None (no verdict.json), `verdict_phases` each row's phase."""
     run_dir = Path(root) / name
     run_dir.mkdir(parents=True)
     phases = phases if phases is not None else [("steady", snapshot())]
@@ -98,8 +101,16 @@ def make_run(root, name="fake_scn.leaky.native.glibc-20260101-120000-1", *, scen
     (run_dir / "events.jsonl").write_text("\n".join(json.dumps(e) for e in events) + "\n")
     (run_dir / "command.txt").write_text(f"# Reproduce this run:\ncd {run_dir} && /nonexistent/fake_scn "
                                          f"--variant {variant} --scale {scale}\n")
-    (run_dir / "timeline.csv").write_text("t_s,rss_bytes,threads\n0.1,1000000,1\n"
-                                          "0.5,94000000,1001\n1.0,95000000,1001\n")
+    if samples:  # every 50 ms up to the last phase, RSS and threads as the snapshots say
+        rows, t = ["t_s,rss_bytes,threads"], 0.05
+        while t <= len(phases) + 0.5:
+            snap = phases[min(len(phases) - 1, max(0, int(t) - 1))][1]
+            rows.append(f"{t:.2f},{snap.get('rss_bytes', 0)},{snap.get('threads', 1)}")
+            t += 0.05
+        (run_dir / "timeline.csv").write_text("\n".join(rows) + "\n")
+    (run_dir / "phases.csv").write_text("t_s,phase,in_use_bytes,rss_bytes\n" + "".join(
+        f"{float(i)},{phase},{(snap.get('alloc') or {}).get('in_use_bytes', '')},{snap.get('rss_bytes', '')}\n"
+        for i, (phase, snap) in enumerate(phases, 1)))
     if timeline:
         (run_dir / "timeline.svg").write_text(TIMELINE_SVG)
     else:
@@ -122,8 +133,10 @@ def make_run(root, name="fake_scn.leaky.native.glibc-20260101-120000-1", *, scen
         (run_dir / "verdict.json").write_text(json.dumps({
             "scenario": scenario, "result": 0 if worst == "PASS" else 1,
             "message": f"{scenario} variant={variant}",
-            "checks": [{"check": c, "expected": e, "observed": o, "verdict": v, "detail": "", "why": "because"}
-                       for c, e, o, v in verdict]}))
+            "variant": variant,
+            "checks": [{"check": c, "expected": e, "observed": o, "verdict": v, "detail": "", "why": "because",
+                        **({"phase": verdict_phases[i]} if verdict_phases else {})}
+                       for i, (c, e, o, v) in enumerate(verdict)]}))
     (run_dir / "run.json").write_text(json.dumps(info, indent=1))
     # Distinct mtimes: "the newest match" must not depend on timer resolution.
     stamp = 1_700_000_000 + sum(map(ord, name))

@@ -2,6 +2,7 @@
 """Tests of report.py: the page's sections, verdict rows, missing captures, no network, SVG inlining, compare."""
 
 import contextlib
+import html
 import io
 import os
 import re
@@ -14,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import fake_runs  # noqa: E402
 from fake_runs import MB, MEMCHECK, make_run, snapshot  # noqa: E402
-import report  # noqa: E402
-import runner  # noqa: E402
+from scripts.views import plot, report, verdicts  # noqa: E402
+from scripts.run import runner  # noqa: E402
 
 SECTIONS = ("story", "verdict", "timeline", "census", "heap", "memcheck", "reproduce", "facts")
 NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
@@ -80,9 +81,14 @@ class ThePage(Base):
         page = self.page(run)
         self.assertIn("No heap profile: this run was made with --tool native", page)
         self.assertIn("No memcheck report: this run was made with --tool native", page)
-        self.assertIn("No timeline plot: gnuplot not found", page)
         self.assertIn("No thread census", page)
         self.assertIn("not compared: there is no expected/fake_scn.toml", page)
+        self.assertEqual(re.findall(r'data-figure="([^"]+)"', page), ["timeline"])  # drawn here, no gnuplot needed
+
+    def test_no_samples_and_no_phases_say_so(self):
+        run = make_run(self.tmp, samples=False, phases=[])
+        page = self.page(run)
+        self.assertIn("No timeline plot: no RSS samples", page)
         self.assertNotIn("data-figure", page)
 
     def test_memcheck_summary_by_kind(self):
@@ -113,6 +119,52 @@ class ThePage(Base):
         ids = re.findall(r'\bid="([^"]+)"', page)
         self.assertEqual(len(ids), len(set(ids)), sorted(i for i in ids if ids.count(i) > 1))
         self.assertEqual(page.count('data-figure="heap-graph"'), 2)
+
+    def test_a_page_without_docs_shows_no_internal_message(self):
+        page = self.page(make_run(self.tmp))  # fake_scn has no docs page, no expected file
+        story = re.search(r'<section id="story">.*?</section>', page, re.S).group(0)
+        self.assertNotIn("not found", story)
+        self.assertNotIn("has no", story)
+        self.assertIn("docs/scenarios/fake_scn.md not found", page)  # in the run facts, for whoever looks
+
+    def test_the_story_says_this_run_s_scale_and_variant(self):
+        page = self.page(make_run(self.tmp, scale="quick"))
+        self.assertIn("<strong>This run:</strong> the leaky variant at quick scale: 1,000 worker threads, "
+                      "payload 76.3 MiB. A PASS here means it leaked as designed.", page)
+        page = self.page(make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-120000-2", variant="fixed"))
+        self.assertIn("the fixed variant at quick scale", page)
+        self.assertIn("the leak this variant fixes: a PASS here means the fix held", page)
+        self.assertNotIn("as designed", page)
+
+    def test_verdict_rows_name_their_phase_and_a_leak_s_pass_says_what_it_means(self):
+        rows = [("threads == workers + 1", "== 1001", "1001", "PASS"),
+                ("rss_bytes@released / rss_bytes@allocated <= 0.25", "<= 0.25", "0.15", "PASS"),
+                ("exit_code == 0", "== 0", "0", "PASS")]
+        page = self.page(make_run(self.tmp, verdict=rows, verdict_phases=["steady", None, None]))
+        cells = re.findall(r'<td class="phase"><code>([^<]*)</code>', page)
+        self.assertEqual(cells, ["steady", "released, allocated", "whole run"])
+        self.assertRegex(page, r'class="banner pass".*<strong>PASS \(leaked as designed\)</strong>')
+        fixed = self.page(make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-120000-3", variant="fixed",
+                                   verdict=rows[:1], verdict_phases=["end"]))
+        self.assertRegex(fixed, r'class="banner pass".*<strong>PASS</strong>')
+
+    def test_the_heap_profile_that_teaches_comes_first(self):
+        run = make_run(self.tmp, tool="heapprof", allocator="tcmalloc", heap=True,
+                       phases=[("listening", snapshot()), ("after-load", snapshot())])
+        (run / "heap" / "01-listening.json").write_text(
+            '{"phase": "listening", "total_bytes": 1100000, "top_function": "GetHeapProfile", '
+            '"top_share": 0.996, "top_bytes": 1095600, "sites": {"GetHeapProfile": 1095600}}')
+        page = self.page(run)
+        heap = re.search(r'<section id="heap">.*?</section>', page, re.S).group(0)
+        self.assertLess(heap.index("at <code>after-load</code>"), heap.index("<details"))
+        self.assertGreater(heap.index("at <code>listening</code>"), heap.index("<details"))
+
+    def test_memcheck_plot_says_why_there_is_no_heap_line(self):
+        quiet = snapshot(in_use=0)
+        run = make_run(self.tmp, tool="memcheck", memcheck=MEMCHECK, phases=[("steady", quiet)] * 3)
+        page = self.page(run)
+        self.assertIn("heap in use not plotted: under Valgrind", page)
+        self.assertNotIn('data-series="in_use"', page)
 
     def test_story_comes_from_the_doc_page(self):
         text, source = report.story("blocked_workers")
@@ -253,17 +305,36 @@ class Compare(Base):
     def test_terminal_table_and_page(self):
         a, b = self.runs()
         text, path = report.compare(a, b)
-        self.assertEqual(path, self.tmp / f"compare-{a.name}-vs-{b.name}.html")
+        self.assertEqual(path, self.tmp / f"compare-{a.name}-vs-fixed.native.glibc.html")
         self.assertRegex(text, r"steady: threads\s+1,001\s+1,001\s+same")
         self.assertRegex(text, r"end: threads\s+-\s+1")
         self.assertRegex(text, r"last phase \(steady \| end\): threads\s+1,001\s+1\s+-1,000")
         self.assertRegex(text, r"run: verdict\s+PASS \(exit 0\)\s+FAIL \(exit 1\)")
         page = path.read_text()
-        self.assertEqual(page.count('data-figure="timeline"'), 2)
+        self.assertEqual(page.count('data-figure="timeline-overlay"'), 1)  # both runs, one pair of axes
+        self.assertEqual(page.count('data-figure="timeline"'), 0)
+        self.assertIn('data-run="A"', page)
+        self.assertIn('data-run="B"', page)
         ids = re.findall(r'\bid="([^"]+)"', page)
         self.assertEqual(len(ids), len(set(ids)))
         self.assertEqual(network_references(page), [])
         self.assertRegex(page, r'<td class="v fail">.*?FAIL</td>')
+
+    def test_the_terminal_table_fits_160_columns_and_the_json_keeps_stacks(self):
+        stack = ["wait_on", "ll_chan_recv", "worker", "start_thread", "__clone3"] * 8
+        census = [{"state": "S", "wchan": "futex_do_wait", "syscall": "futex", "count": 1000, "stack": stack},
+                  {"state": "R", "wchan": "-", "syscall": "read", "count": 1, "stack": ["census_json"]}]
+        a = make_run(self.tmp, "fake_scn.leaky.native.glibc-20260101-120000-1",
+                     phases=[("a-phase-with-a-rather-long-name", snapshot(census=census))])
+        b = make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-120005-2", variant="fixed",
+                     phases=[("a-phase-with-a-rather-long-name", snapshot(census=census))])
+        text, path = report.compare(a, b)
+        widest = max(text.splitlines(), key=len)
+        self.assertLessEqual(len(widest), report.TERMINAL_COLUMNS, widest)
+        self.assertIn("1000 x futex @ wait_on <- \u2026", text)
+        whole = path.with_suffix(".json").read_text()
+        self.assertIn(" <- ".join(stack), whole)
+        self.assertIn(" <- ".join(stack).replace("<", "&lt;"), path.read_text())  # the page keeps it whole
 
     def test_different_scales_are_pointed_out(self):
         a, b = self.runs(scale_b="seed")
@@ -318,15 +389,89 @@ class RealRun(Base):
         page = self.page(run_dir)
         for sid in SECTIONS:
             self.assertIn(f'<section id="{sid}">', page)
-        self.assertIn("Ten thousand goroutines", page)
+        self.assertIn("Ten thousand goroutines", page)  # the seed's story, and then what this run is:
+        self.assertIn("<strong>This run:</strong> the leaky variant at quick scale: 100 worker threads", page)
         self.assertIn('id="verdict-table"', page)                 # compared now: blocked_workers has checks
         self.assertIn("threads == workers + 1", page)
         self.assertIn("at <code>steady</code>: 101 threads", page)  # the census, whatever the kernel calls the wait
         self.assertIn("No heap profile", page)
         self.assertIn("./leaklab run blocked_workers --variant leaky --scale quick --report -- --workers 100", page)
-        if (run_dir / "timeline.svg").is_file():
-            self.assertIn('data-figure="timeline"', page)
+        self.assertRegex(page, r'data-figure="(timeline|phase-snapshots)"')  # 100 workers may be over in 0.1 s
         self.assertEqual(network_references(page), [])
+
+
+class Plots(unittest.TestCase):
+    """The plots' layout rules, on data shaped like the lessons'."""
+
+    def test_phase_labels_never_overlap(self):
+        s = plot.Series("x", samples=[(t / 100, 50 * MB, 3) for t in range(0, 160)],
+                        phases=[(0.50, "allocated", 90 * MB, 95 * MB), (0.84, "exited", 300_000, 77 * MB),
+                                (0.86, "idle", 300_000, 77 * MB), (0.9, "idle", 300_000, 77 * MB),
+                                (0.91, "released", 300_000, 12 * MB), (0.92, "end", 0, 11 * MB)])
+        svg = plot.timeline_svg([s], "t")
+        boxes = []
+        for m in re.finditer(r'<text class="phase-label"[^>]* x="([\d.]+)" y="([\d.]+)"[^>]*>([^<]*)<', svg):
+            x, y, text = float(m.group(1)), float(m.group(2)), html.unescape(m.group(3))
+            boxes.append((x, x + len(text) * plot.CHAR_W, y))
+        self.assertEqual(len(boxes), 5, svg)  # the two idle snapshots are one mark
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                same_row = a[2] == b[2]
+                self.assertFalse(same_row and a[0] < b[1] and b[0] < a[1], (a, b))
+
+    def test_retention_is_shaded_and_a_leak_is_not(self):
+        kept = plot.Series("x", samples=[(t / 10, 80 * MB, 1) for t in range(20)],
+                           phases=[(0.5, "allocated", 90 * MB, 95 * MB), (0.8, "exited", 300_000, 77 * MB),
+                                   (1.4, "idle", 300_000, 77 * MB), (1.5, "released", 300_000, 12 * MB)])
+        self.assertEqual(plot.retained_stretch(kept)[:2], (0.8, 1.5))
+        self.assertIn('data-band="retained"', plot.timeline_svg([kept]))
+        leak = plot.Series("y", samples=[(t / 10, 90 * MB, 1001) for t in range(20)],
+                           phases=[(0.5, "steady", 130 * MB, 90 * MB)])
+        self.assertIsNone(plot.retained_stretch(leak))
+        baseline = plot.Series("w", samples=[(t / 10, 10 * MB, 2) for t in range(8)] +
+                               [(t / 10, 27 * MB, 202) for t in range(8, 10)],
+                               phases=[(0.1, "listening", 75_000, 10 * MB), (0.8, "after-load", 13 * MB, 27 * MB)])
+        self.assertIsNone(plot.retained_stretch(baseline))  # nothing was freed before `listening`
+
+    def test_a_short_run_is_short_and_the_thread_axis_counts_its_threads(self):
+        short = plot.Series("z", samples=[(0.01, 5 * MB, 3), (0.02, 5 * MB, 3)],
+                            phases=[(0.015, "steady", MB, 5 * MB)])
+        self.assertTrue(short.is_short())
+        events = [{"event": "phase", "phase": "baseline", "snapshot": snapshot(threads=1, census=[])},
+                  {"event": "phase", "phase": "steady", "snapshot": snapshot(threads=3, census=[])}]
+        svg = plot.snapshot_svg(events, "z")
+        self.assertIn('data-figure="phase-snapshots"', svg)
+        self.assertIn(">3 threads<", svg)
+        self.assertEqual(plot.nice_max(3, integer=True), (4, 1))
+
+    def test_the_terminal_says_a_leak_passed_as_designed_and_names_phases(self):
+        from scripts.cli import leaklab
+        from scripts.expect import comparer
+        rows = [comparer.Row("threads == workers + 1", "== 1001", "1001", "PASS", raw={"phase": "steady"}),
+                comparer.Row("exit_code == 0", "== 0", "0", "PASS", raw={})]
+        for variant, last in (("leaky", "PASS (leaked as designed) (exit 0)"), ("fixed", "PASS (exit 0)")):
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                leaklab.report(comparer.Verdict(0, rows, f"x variant={variant} tool=native"))
+            lines = out.getvalue().splitlines()
+            self.assertRegex(lines[0], r"^check\s+phase\s+expected\s+observed\s+verdict$")
+            self.assertRegex(lines[1], r"^threads == workers \+ 1\s+steady\s+")
+            self.assertTrue(lines[-1].startswith(last), lines[-1])
+
+    def test_verdict_phases(self):
+        self.assertEqual(verdicts.phases_of({"check": "threads == 1", "phase": "exited"}), ["exited"])
+        self.assertEqual(verdicts.phases_of({"check": "rss_bytes <= 0.25 * rss_bytes@allocated",
+                                             "phase": "released"}), ["released", "allocated"])
+        self.assertEqual(verdicts.phases_of({"check": "memcheck.definitely_lost_bytes == 0", "phase": None}), [])
+        # A tool's report is once per run, whatever the check's phase; a function's argument is no metric.
+        self.assertEqual(verdicts.phases_of({"check": "tool.blocks(alive) == workers", "phase": "steady"}), [])
+        self.assertEqual(verdicts.phases_of({"check": "census.count_at(hold_buffer) == workers",
+                                             "phase": "allocated"}), ["allocated"])
+        self.assertEqual(verdicts.phase_text({"check": "exit_code == 0", "phase": None}), "whole run")
+        self.assertEqual(verdicts.phase_text({"check": "exit_code == 0"}), "-")  # an old verdict.json
+        self.assertEqual(verdicts.pass_word("PASS", "leaky"), "PASS (leaked as designed)")
+        self.assertEqual(verdicts.pass_word("FAIL", "leaky"), "FAIL")
+        self.assertEqual(verdicts.pass_word("PASS", "fixed"), "PASS")
 
 
 if __name__ == "__main__":

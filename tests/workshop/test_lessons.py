@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO))  # the `scripts` package
 
-import comparer  # noqa: E402
-import expected  # noqa: E402
+from scripts.expect import comparer  # noqa: E402
+from scripts.expect import expected  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import quotes  # noqa: E402  (the source a page quotes must be in the code)
 
 WORKSHOP = REPO / "docs" / "workshop.md"
 COMMAND_TIMEOUT_S = 900   # a memcheck run at quick scale takes ~10 s; this is the hang guard
@@ -48,6 +51,11 @@ RUNNABLE = ("run", "check", "report", "compare")
 OPS = {"≥": ">=", ">=": ">=", "at least": ">=", "≤": "<=", "<=": "<=", "at most": "<=",
        ">": ">", "<": "<", "=": "==", "==": "==", "≈": "~", "~": "~", "about": "~"}
 UNITS = {"": 1, "%": None, "×": 1, "x": 1, "MiB": 1 << 20, "KiB": 1 << 10, "B": 1}
+# "measured 0.15-0.21 ×" after a figure's expression: the range runs under load
+# gave (both cores busy, 20+ runs), checked like the figure. A single measured
+# value cannot be checked (the next run differs), so the page may not give one.
+MEASURED_RE = re.compile(r"\bmeasured\s+(?P<lo>\d[\d,]*(?:\.\d+)?)"
+                         r"(?:\s*(?:-|–|to)\s*(?P<hi>\d[\d,]*(?:\.\d+)?))?\s*(?P<unit>%|×|x|MiB|KiB|B)?")
 FIGURE_RE = re.compile(
     r"^(?P<op>≥|>=|≤|<=|≈|~|>|<|==|=|at least|at most|about)?\s*"
     r"(?P<num>\d[\d,]*(?:\.\d+)?)\s*(?P<unit>%|×|x|MiB|KiB|B)?$")
@@ -105,6 +113,17 @@ def parse_figure(text):
     return OPS[m.group("op")] if m.group("op") else "==", number
 
 
+def measured_figure(n, context, m, expr):
+    """The Figure for "measured LO-HI UNIT" (op 'in', value (lo, hi)). Raises DocError for a single value."""
+    if not m.group("hi"):
+        raise DocError(f"docs/workshop.md:{n}: '{m.group(0)}' is one value: give the range runs under "
+                       "load measured (measured LO-HI), or none")
+    unit = m.group("unit") or ""
+    scale = 0.01 if unit == "%" else UNITS[unit]
+    lo, hi = (float(m.group(k).replace(",", "")) * scale for k in ("lo", "hi"))
+    return Figure(n, context, m.group(0), "in", (lo, hi), expr)
+
+
 def parse_lessons(text):
     """The lessons of docs/workshop.md, in order. Raises DocError."""
     lessons = []
@@ -135,7 +154,9 @@ def parse_lessons(text):
         if m and not BULLET_RE.match(line):
             context = m.group(1)
             continue
+        consumed = []
         if not BULLET_RE.match(line) or not BOLD_RE.search(line):
+            _refuse_loose_measured(n, line, consumed)
             continue
         if context is None:
             raise DocError(f"docs/workshop.md:{n}: a bold figure with no run named above it "
@@ -153,7 +174,22 @@ def parse_lessons(text):
                 raise DocError(f"docs/workshop.md:{n}: {err}") from None
             lesson.steps.append(("figure", Figure(n, context, b.group(1), op, value, e.group(1))))
             pos = e.end()
+            following = BOLD_RE.search(line, pos)
+            measured = MEASURED_RE.search(line, pos, following.start() if following else len(line))
+            if measured:
+                lesson.steps.append(("figure", measured_figure(n, context, measured, e.group(1))))
+                consumed.append(measured.start())
+                pos = measured.end()
+        _refuse_loose_measured(n, line, consumed)
     return lessons
+
+
+def _refuse_loose_measured(n, line, consumed):
+    """A "measured ..." that follows no figure's expression cannot be checked: refused."""
+    for m in MEASURED_RE.finditer(line):
+        if m.start() not in consumed:
+            raise DocError(f"docs/workshop.md:{n}: '{m.group(0)}' follows no figure's (`expression`): "
+                           "a measured range goes right after the figure it measures (or goes)")
 
 
 def run_prefix(argv):
@@ -204,6 +240,12 @@ def check_figure(fig, run_dir):
 
     def resolve(ref):
         return data.resolve(ref, None)
+    if fig.op == "in":
+        # The stated range was rounded outwards from what was measured: a value
+        # that rounds to its ends (at the precision written) is inside.
+        low = expected.evaluate(f"{fig.expr} >= {fig.value[0] - _half_step(fig.text, 'lo')!r}", resolve)
+        high = expected.evaluate(f"{fig.expr} <= {fig.value[1] + _half_step(fig.text, 'hi')!r}", resolve)
+        return low.verdict == high.verdict == "PASS", _observed(low, fig.expr)
     if fig.op == "~":
         low = expected.evaluate(f"{fig.expr} >= {fig.value * (1 - APPROX)!r}", resolve)
         high = expected.evaluate(f"{fig.expr} <= {fig.value * (1 + APPROX)!r}", resolve)
@@ -212,6 +254,15 @@ def check_figure(fig, run_dir):
     value = f'"{fig.value}"' if isinstance(fig.value, str) else repr(fig.value)
     outcome = expected.evaluate(f"{fig.expr} {fig.op} {value}", resolve)
     return outcome.verdict == "PASS", _observed(outcome, fig.expr)
+
+
+def _half_step(text, end):
+    """Half the last written digit of one end of "measured LO-HI UNIT", in the figure's scale."""
+    m = MEASURED_RE.search(text)
+    digits = m.group(end).replace(",", "")
+    step = 10 ** -len(digits.split(".")[1]) if "." in digits else 1
+    unit = m.group("unit") or ""
+    return step / 2 * (0.01 if unit == "%" else UNITS[unit])
 
 
 def _observed(outcome, expr):
@@ -265,8 +316,25 @@ def run_lesson(lesson, runs, log=print):
     return failures, skipped
 
 
+# What the guide shows a run printing (docs/workshop.md, "Set-up"): its first
+# line names the run directory SCENARIO.VARIANT.TOOL.ALLOCATOR-DATE-TIME-PID,
+# its last says how the scenario exited.
+RUN_DIR_LINE = re.compile(r"^run dir: (?:.*/)?([a-z][a-z0-9_]*\.[a-z0-9_]+\.[a-z]+\.[a-z]+)-\d{8}-\d{6}-\d+$")
+LAST_LINE = re.compile(r"^exit \d+: \S")
+TERMINAL_COLUMNS = 160   # `compare` fits a terminal this wide (whole stacks are on its page and in its JSON)
+
+
 def _output_problem(argv, stdout, runs):
-    """What a learner would miss in the output: the report path, the compare page."""
+    """What a learner would miss in the output, or read differently from the guide:
+    the run directory's name, the report path, the last line, the compare page."""
+    lines = stdout.strip().splitlines()
+    if argv[0] == "run":
+        first = RUN_DIR_LINE.match(lines[0]) if lines else None
+        if not first or first.group(1) != run_prefix(argv):
+            return (f"its first line is {lines[0] if lines else '(none)'!r}, not 'run dir: "
+                    f"{run_prefix(argv)}-DATE-TIME-PID' as the guide shows")
+        if not LAST_LINE.match(lines[-1]):
+            return f"its last line is {lines[-1]!r}, not 'exit N: ...' as the guide shows"
     if "--report" in argv or argv[0] == "report":
         m = re.search(r"^report: (.+)$", stdout, re.M)
         if not m or not Path(m.group(1)).is_file():
@@ -274,6 +342,9 @@ def _output_problem(argv, stdout, runs):
         if 'id="verdict"' not in Path(m.group(1)).read_text():
             return f"{m.group(1)} has no verdict section"
     if argv[0] == "compare":
+        wide = [line for line in lines if len(line) > TERMINAL_COLUMNS]
+        if wide:
+            return f"{len(wide)} lines wider than {TERMINAL_COLUMNS} columns, e.g. {wide[0][:80]!r}..."
         m = re.search(r"^page: (.+)$", stdout, re.M)
         if not m or not Path(m.group(1)).is_file():
             return "printed no 'page: PATH' line naming a written page"
@@ -288,6 +359,17 @@ def load_lessons():
 
 class TheConvention(unittest.TestCase):
     """Static: the page parses, and the parser can tell a good figure from a bad one."""
+
+    def test_a_measured_range_is_checked_and_a_lone_value_refused(self):
+        doc = ("## Lesson 1: x — t\nIn it (`x.leaky.native`):\n\n"
+               "- a **≤ 25 %** (`rss_bytes@released / rss_bytes@allocated`); measured 0.15-0.21 ×: so\n")
+        figs = parse_lessons(doc)[0].figures()
+        self.assertEqual([(f.op, f.value) for f in figs], [("<=", 0.25), ("in", (0.15, 0.21))])
+        self.assertAlmostEqual(_half_step(figs[1].text, "hi"), 0.005)
+        with self.assertRaises(DocError):
+            parse_lessons(doc.replace("0.15-0.21", "0.12"))
+        with self.assertRaises(DocError):  # a range in prose, attached to nothing
+            parse_lessons(doc + "\nThe race leaks some (measured 84 to 164 of 200 across runs).\n")
 
     def test_figures_parse(self):
         self.assertEqual(parse_figure("1,001"), ("==", 1001))
@@ -317,6 +399,15 @@ class TheConvention(unittest.TestCase):
         figs = parse_lessons(doc)[0].figures()
         self.assertEqual([(f.value, f.expr) for f in figs], [(1, "threads@a"), ("futex", "census.top_syscall@a")])
 
+    def test_the_guide_shows_what_a_run_prints(self):
+        text = WORKSHOP.read_text()
+        m = re.search(r"```text\n(run dir: .*?)```", text, re.S)
+        self.assertTrue(m, "the guide shows what `./leaklab run` prints (a ```text block starting 'run dir: ')")
+        shown = m.group(1).strip().splitlines()
+        self.assertRegex(shown[0], RUN_DIR_LINE)
+        self.assertRegex(shown[-1], LAST_LINE)
+        self.assertTrue(any(line.startswith("report: ") for line in shown))
+
     def test_the_workshop_page_follows_it(self):
         lessons = load_lessons()
         self.assertGreaterEqual(len(lessons), 3, "three lessons: blocked_workers, delayed_exit, rw_gateway")
@@ -331,13 +422,53 @@ class TheConvention(unittest.TestCase):
                 for fig in lesson.figures():
                     # Every expression is valid in the expected files' language.
                     value = f'"{fig.value}"' if isinstance(fig.value, str) else repr(fig.value)
-                    op = ">=" if fig.op == "~" else fig.op
+                    if fig.op == "in":
+                        value = repr(fig.value[0])
+                    op = ">=" if fig.op in ("~", "in") else fig.op
                     try:
                         expected.parse(f"{fig.expr} {op} {value}")
                     except expected.ExpressionError as e:
                         self.fail(f"{fig.describe()}: {e}")
                     self.assertTrue(any(p and p.startswith(fig.run) for p in made),
                                     f"{fig.describe()}: no run/check command of this lesson makes that run")
+
+
+class TheQuotes(unittest.TestCase):
+    """Static: every line of code the pages quote is in the code, as written."""
+
+    def test_the_workshop_quotes_the_code(self):
+        bad = quotes.problems(quotes.workshop_quotes(WORKSHOP.read_text(), _doc_name(WORKSHOP)),
+                              quotes.sources(REPO))
+        self.assertFalse(bad, "docs/workshop.md quotes code that is not there:\n" + "\n".join(bad))
+
+    def test_the_scenario_pages_quote_the_code(self):
+        bad = []
+        for page in sorted((REPO / "docs" / "scenarios").glob("*.md")):
+            bad += quotes.problems(quotes.c_block_quotes(page.read_text(), _doc_name(page)),
+                                   quotes.sources(REPO))
+        self.assertFalse(bad, "a scenario page quotes code that is not there:\n" + "\n".join(bad))
+
+    def test_a_quote_that_drifted_is_caught(self):
+        code = {"scenarios/x.c": "    while (s->queue.queued == 0 && !s->closed) /* FIX: re-check */\n"
+                                 "        writer_wait(s);\n    shutdown(s->fd, SHUT_RDWR);\n"
+                                 "    if (s->queue.queued == 0)\n        writer_wait(s); /* BUG */\n"}
+        page = ("## Lesson 1: x — t\n\n### Read the source\n\n`scenarios/x.c`: loops on "
+                "`while (s->queue.queued == 0 && !s->closed)`, the `/* FIX: */` line, `shutdown()`, "
+                "`writer_wait(s)`.\n")
+        self.assertEqual(quotes.problems(quotes.workshop_quotes(page), code), [])
+        old = page.replace("s->queue.queued", "s->ring_used")
+        self.assertEqual(len(quotes.problems(quotes.workshop_quotes(old), code)), 1)
+        block = "```c\nif (s->queued == 0)\n    writer_wait(s);   /* (3) sleeps */\n...\n```\n"
+        self.assertEqual(len(quotes.problems(quotes.c_block_quotes(block, "docs/scenarios/x.md"), code)), 1)
+        self.assertEqual(quotes.problems(quotes.c_block_quotes(block.replace("s->queued", "s->queue.queued"),
+                                                               "docs/scenarios/x.md"), code), [])
+
+
+def _doc_name(path):
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
 
 
 class Lessons(unittest.TestCase):
@@ -367,11 +498,18 @@ def _lesson_test(lesson):
     return test
 
 
-try:
-    for _lesson in load_lessons():
-        setattr(Lessons, f"test_{_lesson.name}", _lesson_test(_lesson))
-except (OSError, DocError):
-    pass  # TheConvention.test_the_workshop_page_follows_it reports it
+def register_lessons():
+    """One Lessons test per lesson of WORKSHOP (again after --page names another copy)."""
+    for name in [n for n in vars(Lessons) if n.startswith("test_lesson_")]:
+        delattr(Lessons, name)
+    try:
+        for lesson in load_lessons():
+            setattr(Lessons, f"test_{lesson.name}", _lesson_test(lesson))
+    except (OSError, DocError):
+        pass  # TheConvention.test_the_workshop_page_follows_it reports it
+
+
+register_lessons()
 
 
 def main(argv=None):
@@ -379,12 +517,19 @@ def main(argv=None):
     p.add_argument("--lesson", metavar="SCENARIO", help="run only this scenario's lesson")
     p.add_argument("--static", action="store_true", help="only check the page's convention (no runs)")
     p.add_argument("-v", "--verbose", action="store_true", help="print each command and figure")
+    p.add_argument("--page", type=Path, metavar="FILE",
+                   help="check this copy of docs/workshop.md instead (its lessons and its quotes)")
     args = p.parse_args(argv)
+    if args.page:
+        global WORKSHOP
+        WORKSHOP = args.page.resolve()
+        register_lessons()
     Lessons.verbose = args.verbose
     loader = unittest.TestLoader()
     suite = unittest.TestSuite()
     if args.static or not args.lesson:
         suite.addTests(loader.loadTestsFromTestCase(TheConvention))
+        suite.addTests(loader.loadTestsFromTestCase(TheQuotes))
     if not args.static:
         names = [n for n in loader.getTestCaseNames(Lessons)
                  if not args.lesson or n.endswith(f"_{args.lesson}")]
