@@ -353,16 +353,20 @@ def table(rows):
     out = []
     for c in cells:
         out.append(f"{c[0]:<{widths[0]}}  {c[1]:<{widths[1]}}  {c[2]:<{widths[2]}}  {c[3]}")
+    return "\n".join(out + failure_notes(rows))
+
+
+def failure_notes(rows):
+    """The lines under a verdict table: each row that did not pass, its detail and its why."""
     notes = [r for r in rows if r.verdict != "PASS" and (r.detail or r.why)]
-    if notes:
-        out.append("")
-        for r in notes:
-            out.append(f"{r.verdict}: {r.check}")
-            if r.detail:
-                out.append(f"    {r.detail}")
-            if r.why:
-                out.append(f"    why it should hold: {r.why}")
-    return "\n".join(out)
+    out = [""] if notes else []
+    for r in notes:
+        out.append(f"{r.verdict}: {r.check}")
+        if r.detail:
+            out.append(f"    {r.detail}")
+        if r.why:
+            out.append(f"    why it should hold: {r.why}")
+    return out
 
 
 # ---- the comparison ----------------------------------------------------------

@@ -2,6 +2,8 @@
 
 import re
 
+from scripts.expect import comparer
+
 # A leaky variant that passes did what it was built to do: its checks describe
 # the leak. Said in words, so a green PASS next to a leak is not read as "no leak".
 DESIGNED = {
@@ -54,13 +56,4 @@ def terminal_table(rows):
         cells.append((r.check, phase_text(raw), r.expected, r.observed, r.verdict))
     widths = [max(len(c[i]) for c in cells) for i in range(4)]
     out = ["  ".join(f"{c[i]:<{widths[i]}}" for i in range(4)) + "  " + c[4] for c in cells]
-    notes = [r for r in rows if r.verdict != "PASS" and (r.detail or r.why)]
-    if notes:
-        out.append("")
-        for r in notes:
-            out.append(f"{r.verdict}: {r.check}")
-            if r.detail:
-                out.append(f"    {r.detail}")
-            if r.why:
-                out.append(f"    why it should hold: {r.why}")
-    return "\n".join(out)
+    return "\n".join(out + comparer.failure_notes(rows))
