@@ -5,7 +5,16 @@
 #     [TOOLS heapprof memcheck ...]  # tool tests at quick scale, besides LEAKLAB_MATRIX_TOOLS
 #     [TOOL_ARGS_<TOOL> args ...]    # scenario options for that tool's tests
 #     [NO_MATRIX]                    # only the TOOLS given, not every matrix tool
-#     [NO_SEED])                     # no seed-scale tests
+#     [NO_SEED]                      # no seed-scale tests
+#     [TOOLS_IN_DEFAULT_TIER])       # its tool and canary tests in the default tier
+#
+# Two tiers (CMakePresets.json): the default tier, what a developer runs after
+# every change, and the full tier, the regression baseline. A test belongs to
+# the full tier only when it carries the label `full`; everything else is the
+# default tier. Here: every native quick test is default; seed scale, release
+# columns and the tool x scenario cells are `full`, except the tool and canary
+# cells of the scenarios registered with TOOLS_IN_DEFAULT_TIER, so that the
+# default tier still runs every tool, and its canary, on one scenario.
 #
 # Every scenario is a row of the cross-tool matrix (`leaklab matrix`), so it
 # gets a quick-scale test per variant under every tool of LEAKLAB_MATRIX_TOOLS
@@ -30,7 +39,7 @@ function(leaklab_add_scenario name)
   foreach(tool IN LISTS LEAKLAB_MATRIX_TOOLS)
     list(APPEND tool_args_keywords TOOL_ARGS_${tool})
   endforeach()
-  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED;NO_MATRIX" ""
+  cmake_parse_arguments(PARSE_ARGV 1 arg "NO_SEED;NO_MATRIX;TOOLS_IN_DEFAULT_TIER" ""
     "SOURCES;VARIANTS;ALLOCATORS;TOOLS;${tool_args_keywords}")
   if(NOT arg_NO_MATRIX)
     # LEAKLAB_RELEASE_TOOLS: release columns asked for (lsan@clang-19 ...;
@@ -92,6 +101,7 @@ function(leaklab_add_scenario name)
       if(NOT tool STREQUAL base_tool)
         set_property(TEST ${name}.${variant}.${tool} APPEND PROPERTY LABELS releases)
       endif()
+      _leaklab_tool_tier(${name}.${variant}.${tool} ${tool} ${base_tool} ${arg_TOOLS_IN_DEFAULT_TIER})
     endforeach()
   endforeach()
   list(GET arg_VARIANTS -1 canary_variant)
@@ -116,23 +126,56 @@ function(leaklab_add_scenario name)
     if(NOT tool STREQUAL base_tool)
       set_property(TEST ${name}.${canary_variant}.${tool}.canary APPEND PROPERTY LABELS releases)
     endif()
+    _leaklab_tool_tier(${name}.${canary_variant}.${tool}.canary ${tool} ${base_tool} ${arg_TOOLS_IN_DEFAULT_TIER})
   endforeach()
 endfunction()
+
+# The cost (seconds, as measured on a 2-core machine) CTest assumes for a test
+# before it has timings of its own: the long ones start first, so a parallel
+# run does not end on one long test with the other cores idle.
+set(LEAKLAB_COST_SEED 60)
+set(LEAKLAB_COST_QUICK 3)
+set(LEAKLAB_COST_TOOL_QUICK 8)
 
 function(_leaklab_test test_name scale tool)
   add_test(NAME ${test_name} COMMAND ${ARGN})
   string(REPLACE "." ";" parts ${test_name})
   list(GET parts 1 variant)
+  set(labels "${scale};${tool};${variant}")
   if(scale STREQUAL "seed")
     set(timeout ${LEAKLAB_SEED_TIMEOUT})
+    set(cost ${LEAKLAB_COST_SEED})
+    list(APPEND labels full)
   else()
     set(timeout ${LEAKLAB_QUICK_TIMEOUT})
+    set(cost ${LEAKLAB_COST_QUICK})
+    if(NOT tool STREQUAL "native")
+      set(cost ${LEAKLAB_COST_TOOL_QUICK})
+    endif()
   endif()
-  # RUN_SERIAL for seed scale: two 10,000-thread runs side by side on two
-  # cores distort each other's timings and memory figures.
   set_tests_properties(${test_name} PROPERTIES
-    LABELS "${scale};${tool};${variant}"
-    TIMEOUT ${timeout}
-    SKIP_RETURN_CODE 77
-    RUN_SERIAL $<STREQUAL:${scale},seed>)
+    LABELS "${labels}" TIMEOUT ${timeout} SKIP_RETURN_CODE 77 COST ${cost})
+  if(scale STREQUAL "seed")
+    leaklab_machine_test(${test_name})
+  endif()
+endfunction()
+
+# A test that needs the machine to itself: seed scale (10,000 threads and
+# about a gigabyte, on every core) and runs whose figures are timings. It
+# asks for every slot `./leaklab test` and the presets use (two per core;
+# CTest caps PROCESSORS at -j, so at that -j or below nothing runs beside
+# it) and takes the lock `machine`, so two of them never overlap at any -j.
+# The rest of the suite runs side by side around them.
+function(leaklab_machine_test test_name)
+  cmake_host_system_information(RESULT cores QUERY NUMBER_OF_LOGICAL_CORES)
+  math(EXPR slots "${cores} * 2")
+  set_tests_properties(${test_name} PROPERTIES PROCESSORS ${slots} RESOURCE_LOCK machine)
+endfunction()
+
+# Tool and canary cells: in the full tier unless the scenario asked for them
+# in the default tier; release columns (lsan@clang-19) always in the full tier.
+function(_leaklab_tool_tier test_name tool base_tool in_default_tier)
+  if(NOT in_default_tier OR NOT tool STREQUAL base_tool)
+    set_property(TEST ${test_name} APPEND PROPERTY LABELS full)
+  endif()
 endfunction()

@@ -24,7 +24,7 @@
 #                               requires one (sent as "Authorization: Bearer ...")
 #
 # Every check test prints its key figures as CTest measurements (threads,
-# RSS, heap in use, what the tool reported, the verdict: scripts/measurements.py),
+# RSS, heap in use, what the tool reported, the verdict: scripts/views/measurements.py),
 # so Test.xml carries them and CDash plots them build after build.
 # Exit status: non-zero when a step failed (configure, build, a test, or the
 # submission), after submitting what there is.
