@@ -129,7 +129,7 @@ class ObservedComparison(unittest.TestCase):
 
     def test_eintr_from_epoll_wait_is_flagged(self):
         o = self.outcome("epoll_wait", self.signalling_look)
-        self.assertEqual(o.verdict, "FAIL")
+        self.assertEqual(o.verdict, "FAIL", (o.under.dumps, o.under.stdout, o.under.stderr[-500:]))
         self.assertTrue(any("Interrupted system call" in p for p in o.problems), o.problems)
         self.assertTrue(any("exit status 1" in p for p in o.problems), o.problems)
 
