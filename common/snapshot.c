@@ -108,9 +108,10 @@ long ll_count_fds(void)
  * stack, captured by a signal to the thread whose handler unwinds it, then
  * symbolized here, outside any handler. Threads alike in all of these form
  * a group, largest first: "10000 @ ll_chan_recv <- worker <- start_thread".
- * A thread in a call a signal would interrupt with EINTR (poll, nanosleep,
- * ...) is not signalled: its group says so in stack_status, and its one
- * frame is where the kernel says the call was made.
+ * A thread whose call a signal would visibly change (EINTR from poll,
+ * nanosleep, epoll_wait, ...; a short count from a blocked write or send)
+ * is not signalled: its stack is unwound from the registers /proc shows,
+ * and its group says so in stack_status.
  *
  * LEAKLAB_CENSUS_STACKS=0 in the environment turns the stacks off (the
  * census as it was before: /proc only), for measuring what they cost. */
