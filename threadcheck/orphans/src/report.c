@@ -12,9 +12,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -226,6 +228,33 @@ static bool stack_unchanged(const or_thread *t, const unsigned char *copies)
     return same;
 }
 
+/* Whether thread t sleeps, now, in a futex wait on the word it was found
+ * waiting on. A leaked thread the stop signal woke goes back into the same
+ * wait, but glibc's wait loop may have rewritten its own locals meanwhile
+ * (seen with glibc 2.41's condition variables): its stack bytes no longer
+ * match the copy, yet its frames are the ones analysed. Read from /proc
+ * (open/read, no stdio: this runs at exit). */
+static bool still_waiting(const or_thread *t)
+{
+    if (!t->futex)
+        return false;
+    char path[64], line[160];
+    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, line, sizeof line - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    line[n] = '\0';
+    char *end;
+    long nr = strtol(line, &end, 10);
+    if (end == line || nr != SYS_futex)
+        return false;
+    return (uintptr_t)strtoull(end, NULL, 16) == t->futex;
+}
+
 /* Fills members[].tc_group / tc / tc_top: each thread's raw group's
  * representative, symbolized by threadcheck (r->stacks). */
 static bool raw_stacks(const or_analysis *a, member *members, size_t n, struct result_impl *r)
@@ -256,12 +285,14 @@ static bool raw_stacks(const or_analysis *a, member *members, size_t n, struct r
             continue;
         }
         uintptr_t pcs[MAX_PCS], slots[MAX_PCS];
-        /* Unwound live, so only while the stack is still what was analysed
+        /* Unwound live, so only while the stack is still what was analysed,
+         * or the thread is back in the very wait it was analysed in
          * (checked before and after); otherwise its stack is unknown. */
         size_t len = 0;
-        if (stack_unchanged(t, a->stack_copies)) {
+        bool unchanged = stack_unchanged(t, a->stack_copies);
+        if (unchanged || still_waiting(t)) {
             len = unwind_slot(t->slot, pcs, slots, MAX_PCS);
-            if (!stack_unchanged(t, a->stack_copies))
+            if (unchanged ? !stack_unchanged(t, a->stack_copies) : !still_waiting(t))
                 len = 0;
         }
         size_t b = hash_pcs(pcs, len) & (cap - 1);
