@@ -23,6 +23,7 @@
  * needed for local unwinding is signal-safe"), and sem_post
  * (signal-safety(7)). errno is saved and restored. */
 #include "internal.h"
+#include "restart_rules.h"
 
 #define UNW_LOCAL_ONLY
 #include <libunwind.h>
@@ -501,89 +502,14 @@ static bool task_exists(int taskfd, pid_t tid)
 
 /* ---- which threads may be signalled --------------------------------------- */
 
-/* Whether the socket `fd` has a timeout for `option` (SO_RCVTIMEO /
- * SO_SNDTIMEO): then its calls fail with EINTR under a handler, SA_RESTART or
- * not (signal(7)). Not a socket: no such rule. Unknown fd: say yes. */
-static bool socket_times_out(unsigned long fd, int option)
-{
-    struct timeval tv = {0};
-    socklen_t len = sizeof tv;
-    if (getsockopt((int)fd, SOL_SOCKET, option, &tv, &len) != 0)
-        return errno != ENOTSOCK;
-    return tv.tv_sec != 0 || tv.tv_usec != 0;
-}
-
-/* True when a handler run in this thread cannot make its system call fail
- * with EINTR: signal(7)'s list of calls restarted under SA_RESTART, plus
- * calls that do not sleep interruptibly at all. Everything else (poll, select,
- * epoll_wait, nanosleep, clock_nanosleep, pause, sigtimedwait, semop, msgrcv,
- * io_getevents, restart_syscall, timed futex waits, socket calls with a
- * timeout, and any call not listed) is left alone. */
+/* True when a handler run in this thread cannot make what it is doing
+ * visible: running, faulting, or asleep in a system call that restarts
+ * unseen (restart_rules.h, shared with orphans). */
 static bool restartable(const struct proc_view *v)
 {
-    const unsigned long *a = v->args;
-    switch (v->syscall) {
-    case -2: /* running in user space (or on a CPU) */
-    case -1: /* in the kernel, not in a system call (a page fault) */
+    if (v->syscall < 0) /* -2: running in user space (or on a CPU); -1: a page fault */
         return true;
-    case SYS_futex: {
-        int cmd = (int)(a[1] & FUTEX_CMD_MASK);
-        /* A futex wait with a timeout returns EINTR after a handler
-         * (ERESTART_RESTARTBLOCK); sem_timedwait passes that on. */
-        if (cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET || cmd == FUTEX_WAIT_REQUEUE_PI || cmd == FUTEX_LOCK_PI
-#ifdef FUTEX_LOCK_PI2
-            || cmd == FUTEX_LOCK_PI2
-#endif
-        )
-            return a[3] == 0;
-        return true; /* wakes, requeues: they do not sleep */
-    }
-    case SYS_read:
-    case SYS_readv:
-    case SYS_accept:
-    case SYS_accept4:
-        return !socket_times_out(a[0], SO_RCVTIMEO);
-    case SYS_recvfrom: /* MSG_WAITALL (flags: 4th argument) returns what it has so far */
-        return !(a[3] & MSG_WAITALL) && !socket_times_out(a[0], SO_RCVTIMEO);
-    case SYS_recvmsg:
-        return !(a[2] & MSG_WAITALL) && !socket_times_out(a[0], SO_RCVTIMEO);
-    /* A write, send, splice or connect that sleeps is never signalled: a
-     * handler does not restart a transfer that has moved data, it returns the
-     * short count (1 MiB into a pipe holding 64 KiB returns 65,536, measured:
-     * threadcheck.api.short_write), and a connect restarted after a handler
-     * fails with EALREADY. recvmmsg and sendmmsg return the messages so far. */
-    case SYS_wait4:
-    case SYS_waitid:
-    case SYS_flock:
-    case SYS_fcntl:
-    case SYS_openat:
-#ifdef SYS_open
-    case SYS_open:
-#endif
-    case SYS_getrandom:
-    case SYS_mq_timedreceive:
-    case SYS_mq_timedsend:
-    /* These do not sleep interruptibly: a signal waits for their return. */
-    case SYS_mmap:
-    case SYS_munmap:
-    case SYS_mprotect:
-    case SYS_madvise:
-    case SYS_mremap:
-    case SYS_brk:
-    case SYS_sched_yield:
-    case SYS_rt_sigprocmask:
-    case SYS_getpid:
-    case SYS_gettid:
-    case SYS_lseek:
-    case SYS_fstat:
-    case SYS_newfstatat:
-    case SYS_getdents64:
-    case SYS_pread64:
-    case SYS_pwrite64:
-        return true;
-    default:
-        return false;
-    }
+    return tc_restarts_unseen(v->syscall, v->args);
 }
 
 /* ---- the capture ---------------------------------------------------------- */

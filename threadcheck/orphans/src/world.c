@@ -39,6 +39,7 @@
  * (a late handler may still write into its slot). */
 
 #include "internal.h"
+#include "../../src/restart_rules.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -288,91 +289,6 @@ static unsigned long long status_mask(const char *text, const char *key)
     return p ? strtoull(p + strlen(key), NULL, 16) : 0;
 }
 
-/* A socket option holding a time (SO_RCVTIMEO / SO_SNDTIMEO) is set: then
- * its calls fail with EINTR after a handler, SA_RESTART or not (signal(7)).
- * Unknown descriptor: say yes. Not a socket: no. */
-static bool socket_times_out(unsigned long fd, int option)
-{
-    struct timeval tv = {0};
-    socklen_t len = sizeof tv;
-    if (getsockopt((int)fd, SOL_SOCKET, option, &tv, &len) != 0)
-        return errno != ENOTSOCK;
-    return tv.tv_sec != 0 || tv.tv_usec != 0;
-}
-
-/* A receive that may return having received part of what it waits for:
- * MSG_WAITALL, or a socket whose SO_RCVLOWAT is above 1. */
-static bool receive_may_be_partial(unsigned long fd, unsigned long flags)
-{
-    if (flags & MSG_WAITALL)
-        return true;
-    int low = 1;
-    socklen_t len = sizeof low;
-    if (getsockopt((int)fd, SOL_SOCKET, SO_RCVLOWAT, &low, &len) != 0)
-        return errno != ENOTSOCK;
-    return low > 1;
-}
-
-/* True when the system call nr(args) cannot be seen to have been
- * interrupted by a handler: it restarts (ERESTARTSYS under SA_RESTART,
- * ERESTARTNOINTR) having done nothing, or it does not sleep interruptibly.
- * Everything else is refused: poll, select, epoll_wait, nanosleep,
- * clock_nanosleep, pause, sigsuspend, sigtimedwait (EINTR, SA_RESTART or
- * not), timed futex waits (sem_timedwait returns EINTR), writes and sends
- * (a write blocked after part of its bytes returns a short count),
- * receives that may be partial, calls on sockets with a timeout, and any
- * call not listed here. */
-static bool restarts_unseen(long nr, const unsigned long *a)
-{
-    switch (nr) {
-    case SYS_futex: {
-        int cmd = (int)(a[1] & FUTEX_CMD_MASK);
-        if (cmd == FUTEX_WAIT || cmd == FUTEX_WAIT_BITSET || cmd == FUTEX_LOCK_PI || cmd == FUTEX_WAIT_REQUEUE_PI)
-            return a[3] == 0; /* untimed: -ERESTARTSYS; timed: EINTR (ERESTART_RESTARTBLOCK) */
-        return true;          /* wakes, requeues: they do not sleep */
-    }
-    case SYS_read:
-    case SYS_readv:
-        /* A read returns as soon as it has anything: asleep, it has nothing. */
-        return !socket_times_out(a[0], SO_RCVTIMEO) && !receive_may_be_partial(a[0], 0);
-    case SYS_accept:
-    case SYS_accept4:
-        return !socket_times_out(a[0], SO_RCVTIMEO);
-    case SYS_recvfrom:
-        return !socket_times_out(a[0], SO_RCVTIMEO) && !receive_may_be_partial(a[0], a[3]);
-    case SYS_recvmsg:
-        return !socket_times_out(a[0], SO_RCVTIMEO) && !receive_may_be_partial(a[0], a[2]);
-    case SYS_wait4:
-    case SYS_waitid:
-    case SYS_flock:
-    case SYS_clone:
-#ifdef SYS_clone3
-    case SYS_clone3:
-#endif
-    case SYS_fork:
-    case SYS_vfork:
-    /* These do not sleep interruptibly: a signal waits for their return. */
-    case SYS_mmap:
-    case SYS_munmap:
-    case SYS_mprotect:
-    case SYS_madvise:
-    case SYS_mremap:
-    case SYS_brk:
-    case SYS_sched_yield:
-    case SYS_rt_sigprocmask:
-    case SYS_getpid:
-    case SYS_gettid:
-    case SYS_lseek:
-    case SYS_fstat:
-    case SYS_newfstatat:
-    case SYS_getdents64:
-    case SYS_close:
-        return true;
-    default:
-        return false;
-    }
-}
-
 static const char *syscall_name(long nr)
 {
     switch (nr) {
@@ -454,7 +370,7 @@ static int may_signal(int taskfd, pid_t tid, int sig, char *why, size_t why_len)
     p = end;
     for (int i = 0; i < 6; i++, p = end)
         args[i] = strtoul(p, &end, 16);
-    if (restarts_unseen(nr, args))
+    if (tc_restarts_unseen(nr, args)) /* restart_rules.h, threadcheck's table */
         return MAY_SEND;
     const char *name = syscall_name(nr);
     char number[32];
