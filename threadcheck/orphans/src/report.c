@@ -12,11 +12,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <ucontext.h>
 #include <unistd.h>
@@ -206,53 +204,39 @@ static uint64_t hash_pcs(const uintptr_t *pcs, size_t n)
     return h;
 }
 
-/* Whether thread t's live stack still holds what it held at the stop (its
- * copy), read with process_vm_readv: a stack unmapped meanwhile (the thread
- * was cancelled and exited) is an error, not a fault. */
-static bool stack_unchanged(const or_thread *t, const unsigned char *copies)
+/* Whether thread t's stack is still mapped and `len` words at `at` (inside
+ * its live region) can be read, into `out`, without faulting:
+ * process_vm_readv, so a stack unmapped meanwhile (the thread was cancelled
+ * and exited) is an error, not a fault. */
+static bool read_stack_word(const or_thread *t, uintptr_t at, uintptr_t *out)
 {
-    enum { CHUNK = 16384 };
-    /* The read goes to memory of our own: a copy of a leaked thread's frames
-     * in our static TLS (or on this stack) would be a root of the next
-     * analysis, and keep its wait object alive. */
-    unsigned char *chunk = t->copy_len ? or_map(CHUNK) : NULL;
-    bool same = chunk != NULL;
-    for (size_t done = 0; same && done < t->copy_len;) {
-        size_t len = t->copy_len - done < CHUNK ? t->copy_len - done : CHUNK;
-        struct iovec local = {chunk, len}, remote = {(void *)(t->sp + done), len};
-        same = process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)len &&
-               memcmp(chunk, copies + t->copy_off + done, len) == 0;
-        done += len;
-    }
-    or_unmap(chunk, CHUNK);
-    return same;
+    if (at < t->sp || at + sizeof *out > t->hi)
+        return false;
+    struct iovec local = {out, sizeof *out}, remote = {(void *)at, sizeof *out};
+    return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == (ssize_t)sizeof *out;
 }
 
-/* Whether thread t sleeps, now, in a futex wait on the word it was found
- * waiting on. A leaked thread the stop signal woke goes back into the same
- * wait, but glibc's wait loop may have rewritten its own locals meanwhile
- * (seen with glibc 2.41's condition variables): its stack bytes no longer
- * match the copy, yet its frames are the ones analysed. Read from /proc
- * (open/read, no stdio: this runs at exit). */
-static bool still_waiting(const or_thread *t)
+/* Whether an unwind made from the live stack gave the frames that were
+ * analysed: every return address it read (pcs[i] from slots[i - 1]) is the
+ * word the copy taken at the stop holds at the same place, and is still
+ * there now. Only the words the unwind used are compared: a leaked thread
+ * the stop signal woke goes back into the same wait, and glibc's wait loop
+ * may have rewritten its own locals meanwhile (glibc 2.41's condition
+ * variables do), which changes nothing the unwind reads. */
+static bool unwind_matches_copy(const or_thread *t, const unsigned char *copies, const uintptr_t *pcs,
+                                const uintptr_t *slots, size_t len)
 {
-    if (!t->futex)
+    if (!t->copy_len || len == 0)
         return false;
-    char path[64], line[160];
-    snprintf(path, sizeof path, "/proc/self/task/%d/syscall", (int)t->tid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return false;
-    ssize_t n = read(fd, line, sizeof line - 1);
-    close(fd);
-    if (n <= 0)
-        return false;
-    line[n] = '\0';
-    char *end;
-    long nr = strtol(line, &end, 10);
-    if (end == line || nr != SYS_futex)
-        return false;
-    return (uintptr_t)strtoull(end, NULL, 16) == t->futex;
+    for (size_t i = 1; i < len; i++) {
+        uintptr_t at = slots[i - 1], then, now;
+        if (!read_stack_word(t, at, &now))
+            return false;
+        memcpy(&then, copies + t->copy_off + (at - t->sp), sizeof then);
+        if (then != pcs[i] || now != pcs[i])
+            return false;
+    }
+    return true;
 }
 
 /* Fills members[].tc_group / tc / tc_top: each thread's raw group's
@@ -285,16 +269,14 @@ static bool raw_stacks(const or_analysis *a, member *members, size_t n, struct r
             continue;
         }
         uintptr_t pcs[MAX_PCS], slots[MAX_PCS];
-        /* Unwound live, so only while the stack is still what was analysed,
-         * or the thread is back in the very wait it was analysed in
-         * (checked before and after); otherwise its stack is unknown. */
-        size_t len = 0;
-        bool unchanged = stack_unchanged(t, a->stack_copies);
-        if (unchanged || still_waiting(t)) {
-            len = unwind_slot(t->slot, pcs, slots, MAX_PCS);
-            if (unchanged ? !stack_unchanged(t, a->stack_copies) : !still_waiting(t))
-                len = 0;
-        }
+        /* Unwound live (the world runs again), from the registers saved at
+         * the stop, on a stack that is checked to be mapped first and kept
+         * only if the unwind read the copy's words: otherwise the thread's
+         * stack is unknown ("stack not captured"), never another one's. */
+        uintptr_t top;
+        size_t len = read_stack_word(t, t->sp, &top) ? unwind_slot(t->slot, pcs, slots, MAX_PCS) : 0;
+        if (!unwind_matches_copy(t, a->stack_copies, pcs, slots, len))
+            len = 0;
         size_t b = hash_pcs(pcs, len) & (cap - 1);
         for (;; b = (b + 1) & (cap - 1)) {
             size_t g = table[b];
