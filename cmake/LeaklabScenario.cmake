@@ -33,6 +33,11 @@
 # allocator is installed: the check exits 77 and CTest shows "Not Run" with
 # the reason, so a missing tool is visible, never a pass.
 set(LEAKLAB_MATRIX_TOOLS memcheck heapprof heapcheck lsan asan tsan heaptrack threadcheck orphans)
+# The thread checkers that name a cause (docs/tools.md, "Causes"): columns of
+# the matrix, but registered only where a scenario asks for them (TOOLS
+# helgrind drd: the zoo kernels, whose checks follow from their truth, and
+# blocked_workers, for the default tier's cell and canary of each).
+set(LEAKLAB_CAUSE_TOOLS helgrind drd)
 
 function(leaklab_add_scenario name)
   set(tool_args_keywords "")
@@ -115,6 +120,10 @@ function(leaklab_add_scenario name)
       set(canary --canary-stuck-thread) # threadcheck reports threads alive at exit: a blocked one
     elseif(base_tool STREQUAL "orphans")
       set(canary --canary-orphan) # orphans reports threads nothing can wake: one on a dropped condvar
+    elseif(base_tool STREQUAL "helgrind")
+      set(canary --canary --canary-lock-order) # a lock-order inversion (--canary: scripts/tools/helgrind.py)
+    elseif(base_tool STREQUAL "drd")
+      set(canary --canary --canary-race) # a data race: DRD keeps no lock-order graph
     endif()
     set(tool_args -- ${canary})
     if(arg_TOOL_ARGS_${base_tool})

@@ -84,6 +84,8 @@ static void dump_heap_profile(ll_run *run, const char *phase, ll_buf *body)
 #endif
 }
 
+static void hold_at(ll_run *run, const char *phase);
+
 void ll_phase(ll_run *run, const char *phase)
 {
     ll_buf body = {0};
@@ -94,6 +96,7 @@ void ll_phase(ll_run *run, const char *phase)
     dump_heap_profile(run, phase, &body);
     emit(run, "phase", &body);
     ll_buf_free(&body);
+    hold_at(run, phase);
 }
 
 /* ---- failures ---- */
@@ -215,6 +218,50 @@ static void arm_signals(ll_run *run, long long timeout_s)
     alarm((unsigned)timeout_s);
 }
 
+/* Keeps the process as it is for `seconds` (-1: until SIGTERM/SIGINT, which end it
+ * with exit 0), after a `hold` event that says so. The watchdog is off meanwhile. */
+static void hold_here(ll_run *run, long long seconds, const char *phase)
+{
+    holding = 1;
+    /* --hold-at: the allocator's figures as the hold starts, read before this event's own
+     * buffer exists, so an outside look (memstats' tests) compares with the heap it sees:
+     * the phase's snapshot was read while the harness was still building that event. */
+    ll_alloc_stats a = {0};
+    if (phase)
+        ll_alloc_read(&a);
+    ll_buf body = {0};
+    ll_buf_printf(&body, "\"seconds\":%lld", seconds);
+    if (phase) {
+        ll_buf_printf(&body, ",\"phase\":");
+        ll_buf_json_string(&body, phase);
+        ll_buf_printf(&body, ",\"alloc\":{\"allocator\":\"%s\",\"in_use_bytes\":%lld,\"free_held_bytes\":%lld,"
+                      "\"released_bytes\":%lld,\"arenas\":%lld}", a.allocator, (long long)a.in_use_bytes,
+                      (long long)a.free_held_bytes, (long long)a.released_bytes, (long long)a.arenas);
+    }
+    emit(run, "hold", &body);
+    ll_buf_free(&body);
+    struct timespec left = {seconds < 0 ? 0 : seconds, 0};
+    if (seconds < 0)
+        for (;;)
+            pause();
+    while (nanosleep(&left, &left) != 0 && errno == EINTR)
+        ;
+    holding = 0;
+}
+
+/* --hold-at PHASE[:SECONDS]: hold at the first phase of that name (an outside tool
+ * such as `leaklab memstats` looks at the process there), then carry on with the
+ * watchdog's time as it was. */
+static void hold_at(ll_run *run, const char *phase)
+{
+    if (!run->hold_at_phase || strcmp(run->hold_at_phase, phase) != 0)
+        return;
+    run->hold_at_phase = NULL; /* once: a phase such as `idle` comes again and again */
+    unsigned watchdog_left = alarm(0);
+    hold_here(run, run->hold_at_s, phase);
+    alarm(watchdog_left ? watchdog_left : 1);
+}
+
 /* ---- the driver's word on stdin ---- */
 
 void ll_await_driver(ll_run *run, const char *word)
@@ -262,6 +309,9 @@ static void print_help(const ll_scenario *s)
            "  --hold SECONDS|forever\n"
            "                      after the last phase keep the process (and its blocked threads)\n"
            "                      alive for inspection; SIGTERM/SIGINT end it with an end event\n"
+           "  --hold-at PHASE[:SECONDS]\n"
+           "                      the same at the first phase of that name (default: until a signal),\n"
+           "                      then go on; the `hold` event names the phase\n"
            "  --heap-profile DIR  dump a gperftools heap profile at every phase (tcmalloc builds)\n"
            "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
            "  --canary            plant one definite leak of %d bytes, for tool canaries\n"
@@ -269,6 +319,10 @@ static void print_help(const ll_scenario *s)
            "  --canary-stuck-thread  leave one thread blocked for good (threadcheck's canary)\n"
            "  --canary-orphan     leave one thread blocked on a condition variable whose only\n"
            "                      pointer was dropped (orphans' canary)\n"
+           "  --canary-lock-order take two locks in both orders, one thread after the other\n"
+           "                      (a lock-order inversion that cannot deadlock: Helgrind's canary)\n"
+           "  --canary-race       two threads write one variable, ordered only by a pipe\n"
+           "                      (a data race to a race detector: DRD's canary)\n"
            "  --help              this text\n"
            "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
            LL_DEFAULT_TIMEOUT_S, CANARY_BYTES);
@@ -382,6 +436,67 @@ __attribute__((noinline)) static void ll_canary_orphan_thread(ll_run *run)
     pthread_mutex_unlock(&box->lock);
 }
 
+/* Helgrind's canary: a lock-order inversion that cannot deadlock. A thread
+ * takes A then B and ends; main joins it, then takes B then A. No run ever
+ * waits, yet a lock-order checker (Helgrind, TSan's detect_deadlocks) must
+ * see the cycle in its graph of lock orders. */
+static pthread_mutex_t canary_a = PTHREAD_MUTEX_INITIALIZER, canary_b = PTHREAD_MUTEX_INITIALIZER;
+
+__attribute__((noinline)) static void *ll_canary_a_then_b(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&canary_a);
+    pthread_mutex_lock(&canary_b);
+    pthread_mutex_unlock(&canary_b);
+    pthread_mutex_unlock(&canary_a);
+    return NULL;
+}
+
+__attribute__((noinline)) static void ll_canary_lock_order(ll_run *run)
+{
+    pthread_t thread;
+    ll_thread_start(run, &thread, ll_canary_a_then_b, NULL);
+    pthread_join(thread, NULL);
+    pthread_mutex_lock(&canary_b);
+    pthread_mutex_lock(&canary_a);
+    pthread_mutex_unlock(&canary_a);
+    pthread_mutex_unlock(&canary_b);
+}
+
+/* DRD's canary: a data race. A thread writes canary_racy, then a byte into a
+ * pipe; main reads the byte, then writes canary_racy. The pipe orders the
+ * two writes in fact (the canary is deterministic), but Valgrind's race
+ * detectors model no syscalls as synchronisation, so to them the writes are
+ * concurrent. volatile keeps both stores. */
+static volatile int canary_racy;
+
+__attribute__((noinline)) static void *ll_canary_racer(void *arg)
+{
+    int *fds = arg;
+    canary_racy = 1;
+    ssize_t n = write(fds[1], "r", 1);
+    (void)n;
+    return NULL;
+}
+
+__attribute__((noinline)) static void ll_canary_race(ll_run *run)
+{
+    int fds[2];
+    char byte;
+    if (pipe(fds) != 0) {
+        fprintf(stderr, "--canary-race: pipe: %s (free file descriptors)\n", strerror(errno));
+        exit(LL_EXIT_SYSTEM);
+    }
+    pthread_t thread;
+    ll_thread_start(run, &thread, ll_canary_racer, fds);
+    while (read(fds[0], &byte, 1) < 0 && errno == EINTR)
+        ;
+    canary_racy = 2;
+    pthread_join(thread, NULL);
+    close(fds[0]);
+    close(fds[1]);
+}
+
 int ll_main(const ll_scenario *s, int argc, char **argv)
 {
     static ll_run run;
@@ -409,6 +524,8 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     run.events_fd = STDOUT_FILENO;
     run.guard_pages = cli.guard_pages;
     run.heap_profile_dir = cli.heap_profile_dir;
+    run.hold_at_phase = cli.hold_at_phase[0] ? cli.hold_at_phase : NULL;
+    run.hold_at_s = cli.hold_at_s;
     pthread_mutex_init(&run.events_lock, NULL);
     long long timeout_s = cli.timeout_s, hold_s = cli.hold_s;
     bool canary = cli.canary, canary_thread_wanted = cli.canary_thread;
@@ -432,11 +549,13 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     for (size_t i = 0; i < nopts; i++)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
     ll_buf_printf(&start, "},\"t0_monotonic_s\":%.6f,\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
-                  "\"canary_bytes\":%d,\"canary_threads\":%d,\"canary_stuck_threads\":%d,\"canary_orphans\":%d",
+                  "\"canary_bytes\":%d,\"canary_threads\":%d,\"canary_stuck_threads\":%d,\"canary_orphans\":%d,"
+                  "\"canary_lock_orders\":%d,\"canary_races\":%d",
                   (double)run.started.tv_sec + (double)run.started.tv_nsec / 1e9,
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
                   run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0,
-                  canary_thread_wanted ? 1 : 0, cli.canary_stuck_thread ? 1 : 0, cli.canary_orphan ? 1 : 0);
+                  canary_thread_wanted ? 1 : 0, cli.canary_stuck_thread ? 1 : 0, cli.canary_orphan ? 1 : 0,
+                  cli.canary_lock_order ? 1 : 0, cli.canary_race ? 1 : 0);
     emit(&run, "start", &start);
     ll_buf_free(&start);
 
@@ -455,6 +574,10 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         ll_canary_stuck_thread(&run);
     if (cli.canary_orphan)
         ll_canary_orphan_thread(&run);
+    if (cli.canary_lock_order)
+        ll_canary_lock_order(&run);
+    if (cli.canary_race)
+        ll_canary_race(&run);
 
     run.variant->run(&run);
 
@@ -462,16 +585,7 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         /* Hold for inspection: the watchdog no longer applies, the user asked
          * to keep the process; a signal (or the hold running out) ends it. */
         alarm(0);
-        holding = 1;
-        char seconds[64];
-        snprintf(seconds, sizeof seconds, "\"seconds\":%lld", hold_s); /* -1: forever */
-        ll_event(&run, "hold", seconds);
-        struct timespec left = {hold_s < 0 ? 0 : hold_s, 0};
-        if (hold_s < 0)
-            for (;;)
-                pause();
-        while (nanosleep(&left, &left) != 0 && errno == EINTR)
-            ;
+        hold_here(&run, hold_s, NULL); /* -1: forever */
     }
 #ifdef LL_HEAP_PROFILER
     /* Every phase has its profile; without this gperftools adds one more at

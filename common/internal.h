@@ -24,6 +24,8 @@ struct ll_run {
     int heap_profile_seq;
     bool guard_pages;
     atomic_long threads_started;
+    const char *hold_at_phase;     /* --hold-at: hold once, at the first phase of this name */
+    long long hold_at_s;           /* -1: until a signal */
 };
 
 /* A growable text buffer for building one JSON line before a single write(2):

@@ -15,8 +15,8 @@
 
 /* Above every char value: getopt_long reports a refused short option by its
  * character in optopt, a refused long one by these. */
-enum { OPT_VARIANT = 256, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
-       OPT_CANARY_THREAD, OPT_CANARY_STUCK_THREAD, OPT_CANARY_ORPHAN, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
+enum { OPT_VARIANT = 256, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HOLD_AT, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
+       OPT_CANARY_THREAD, OPT_CANARY_STUCK_THREAD, OPT_CANARY_ORPHAN, OPT_CANARY_LOCK_ORDER, OPT_CANARY_RACE, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
 
 static const struct option harness_options[] = {
     {"variant", required_argument, NULL, OPT_VARIANT},
@@ -24,12 +24,15 @@ static const struct option harness_options[] = {
     {"events", required_argument, NULL, OPT_EVENTS},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"hold", required_argument, NULL, OPT_HOLD},
+    {"hold-at", required_argument, NULL, OPT_HOLD_AT},
     {"heap-profile", required_argument, NULL, OPT_HEAP_PROFILE},
     {"guard-pages", required_argument, NULL, OPT_GUARD},
     {"canary", no_argument, NULL, OPT_CANARY},
     {"canary-thread", no_argument, NULL, OPT_CANARY_THREAD},
     {"canary-stuck-thread", no_argument, NULL, OPT_CANARY_STUCK_THREAD},
     {"canary-orphan", no_argument, NULL, OPT_CANARY_ORPHAN},
+    {"canary-lock-order", no_argument, NULL, OPT_CANARY_LOCK_ORDER},
+    {"canary-race", no_argument, NULL, OPT_CANARY_RACE},
     {"help", no_argument, NULL, OPT_HELP},
 };
 enum { NHARNESS = sizeof harness_options / sizeof harness_options[0] };
@@ -182,6 +185,22 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
                 return LL_EXIT_USAGE;
             cli->hold_s = v;
             break;
+        case OPT_HOLD_AT: {
+            /* PHASE[:SECONDS]: the phase name is checked only when a phase of that name is
+             * reached (the harness does not know a scenario's phases in advance). */
+            const char *colon = strchr(optarg, ':');
+            size_t len = colon ? (size_t)(colon - optarg) : strlen(optarg);
+            if (len == 0 || len >= sizeof cli->hold_at_phase)
+                return refuse(msg, msg_len, "--hold-at: '%s'; expected PHASE[:SECONDS], PHASE 1-%zu characters",
+                              shown(optarg, &cut), sizeof cli->hold_at_phase - 1);
+            v = -1;
+            if (colon && parse_value("hold-at", colon + 1, 1, LL_MAX_TIMEOUT_S, &v, msg, msg_len) != LL_EXIT_OK)
+                return LL_EXIT_USAGE;
+            memcpy(cli->hold_at_phase, optarg, len);
+            cli->hold_at_phase[len] = '\0';
+            cli->hold_at_s = v;
+            break;
+        }
         case OPT_HEAP_PROFILE:
 #ifndef LL_HEAP_PROFILER
             return refuse(msg, msg_len, "--heap-profile needs the tcmalloc build of this scenario (%s-tcmalloc)",
@@ -198,6 +217,8 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
         case OPT_CANARY_THREAD: cli->canary_thread = true; break;
         case OPT_CANARY_STUCK_THREAD: cli->canary_stuck_thread = true; break;
         case OPT_CANARY_ORPHAN: cli->canary_orphan = true; break;
+        case OPT_CANARY_LOCK_ORDER: cli->canary_lock_order = true; break;
+        case OPT_CANARY_RACE: cli->canary_race = true; break;
         case OPT_HELP: cli->help = true; return LL_EXIT_OK; /* nothing after --help is looked at */
         case ':': return refuse(msg, msg_len, "option '%s' needs a value", shown(argv[optind - 1], &cut));
         case '?': {

@@ -23,10 +23,14 @@ typedef struct ll_cli {
     const char *heap_profile_dir; /* --heap-profile DIR, or NULL */
     long long timeout_s;          /* --timeout, [1, LL_MAX_TIMEOUT_S] */
     long long hold_s;             /* --hold: 0 none, -1 forever */
+    char hold_at_phase[64];       /* --hold-at PHASE[:SECONDS]: "" none */
+    long long hold_at_s;          /* its SECONDS, -1 forever */
     bool guard_pages;             /* --guard-pages on|off */
     bool canary, canary_thread;
     bool canary_stuck_thread;     /* --canary-stuck-thread: threadcheck's canary */
     bool canary_orphan;           /* --canary-orphan: orphans' canary */
+    bool canary_lock_order;       /* --canary-lock-order: Helgrind's canary (a lock-order inversion) */
+    bool canary_race;             /* --canary-race: DRD's canary (a data race) */
     bool help;                    /* --help came first: print the help, nothing else was validated after it */
 } ll_cli;
 

@@ -20,7 +20,7 @@
  *
  * The pattern: --workers threads each grow a buffer of --elements int64 the
  * way Go's append grows a slice (doubling, then +25% and 192 elements:
- * 89,952 bytes for the seed's 10,000), leave --records small records with
+ * 89,184 bytes for the seed's 10,000), leave --records small records with
  * main (a session summary the server keeps), hold the buffer --hold-ms (the
  * seed's 5 s), free it and exit; main joins them.
  *
@@ -124,7 +124,7 @@ struct worker_args {
 
 /* Go's growslice (1.18+): double while small, then grow by a quarter plus
  * 192 elements. Without the size-class rounding: 10,000 elements end in a
- * capacity of 11,244 (89,952 bytes). */
+ * capacity of 11,148 (89,184 bytes). */
 static size_t next_capacity(size_t cap)
 {
     if (cap == 0)

@@ -7,7 +7,7 @@
 set terminal svg size 1500,520 dynamic noenhanced font "sans,11" background rgb "white"
 set output "delayed_exit_timelines.svg"
 set datafile separator ","
-set multiplot layout 1,3 title "delayed_exit retained, seed scale (10,000 workers x 89,952 B = 892 MB payload; --idle-ms 15000)"
+set multiplot layout 1,3 title "delayed_exit retained, seed scale (10,000 workers x 89,184 B = 892 MB payload; --idle-ms 15000)"
 set xlabel "seconds since start"
 set ylabel "MiB"
 set y2label "threads"

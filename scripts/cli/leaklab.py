@@ -14,7 +14,7 @@ from pathlib import Path
 from scripts.base import distro
 from scripts.base.exits import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE
 from scripts.expect import comparer, expected
-from scripts.outside import threads
+from scripts.outside import memstats, threads
 from scripts.run import runner
 from scripts.tools import sanitizer
 from scripts.views import between, matrix, measurements, verdicts
@@ -108,11 +108,17 @@ def build_parser():
                                        "(a goroutine dump for pthreads; --json, --pprof FILE)",
                        epilog=threads.EPILOG)
     threads.add_arguments(p)
+    p = sub.add_parser("memstats", help="the RSS of a running process, itemized (heap in use, freed but "
+                                        "resident, returned, stacks...) with Go's MemStats names (--json, --watch S)",
+                       epilog=memstats.EPILOG)
+    memstats.add_arguments(p)
     # fuzz and flaky have their command lines in their own modules (main() hands them argv).
     sub.add_parser("fuzz", add_help=False, help="run a fuzz target of fuzz/ (leaklab.py fuzz --help; "
                                                 "docs/reliability.md)")
     sub.add_parser("flaky", add_help=False, help="repeat a CTest label N times, count each test's failures "
                                                  "(leaklab.py flaky --help)")
+    sub.add_parser("new", add_help=False, help="scaffold a zoo kernel: scenarios/zoo/KERNEL.c, expected/zoo/KERNEL.toml "
+                                               "with a [truth], one registration line (docs/zoo.md, Adding a kernel)")
     p = sub.add_parser("list", help="scenarios with an expected file or a built binary")
     p.add_argument("--build-dir", metavar="DIR",
                    help="CMake build dir (default: $LEAKLAB_BUILD_DIR or build/)")
@@ -676,6 +682,9 @@ def main(argv=None):
     if argv[:1] == ["flaky"]:
         from scripts.dev import flaky
         return flaky.main(argv[1:])
+    if argv[:1] == ["new"]:
+        from scripts.dev import scaffold
+        return scaffold.main(argv[1:])
     scenario_options = []
     if "--" in argv:  # everything after `--` goes to the scenario untouched
         i = argv.index("--")
@@ -700,6 +709,8 @@ def main(argv=None):
             return cmd_baseline(args, scenario_options)
         if args.command == "threads":
             return threads.cmd_threads(args)
+        if args.command == "memstats":
+            return memstats.cmd_memstats(args)
         return cmd_list(args)
     except runner.Skip as e:
         print(f"SKIP: {e}")

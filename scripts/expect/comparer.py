@@ -24,6 +24,7 @@ class RunData:
     phases: dict = field(default_factory=dict)     # phase name -> LAST phase event of that name
     phase_order: list = field(default_factory=list)
     event_errors: list = field(default_factory=list)
+    holds: dict = field(default_factory=dict)      # phase name -> `hold` event (--hold-at PHASE)
 
     @classmethod
     def load(cls, run_dir):
@@ -44,6 +45,8 @@ class RunData:
             elif kind == "phase" and isinstance(ev.get("phase"), str):
                 data.phases[ev["phase"]] = ev
                 data.phase_order.append(ev["phase"])
+            elif kind == "hold" and isinstance(ev.get("phase"), str):
+                data.holds[ev["phase"]] = ev
         return data
 
     # The run's identity: run.json's, corrected by what the start event says ran.
@@ -68,6 +71,8 @@ class RunData:
             if ref.phase:
                 raise Unresolved(f"{ref.text}: a tool reports once per run (tool.json); drop '@{ref.phase}'")
             return self._tool(ref)
+        if name.startswith(("memstats.", "hold.")):
+            return self._held(ref, ref.phase or default_phase)
         # Bare names the start event carries (payload_bytes, workers,
         # canary_bytes, params.*) are run-level; everything else, or any name
         # with @PHASE, is read from a phase snapshot.
@@ -211,7 +216,47 @@ class RunData:
                          f"{', '.join(memcheck.KINDS.values())}; error_count; bytes_by_function(KIND, F))")
 
 
-    TOOL_SCALARS = ("verdict", "top_function", "reported_bytes", "reported_blocks", "error_count", "exit_code")
+    def _held(self, ref, phase):
+        """memstats.NAME: `leaklab memstats` of the process held at PHASE (--hold-at), which an
+        expected file's [[driver]] on "hold" wrote to memstats-PHASE.json; NAME is a dotted path
+        into its JSON (rss_bytes, go.HeapInuse, glibc.free_resident_bytes, settled as 1 / 0) or
+        items_sum (the items added up) or remainder (the unexplained remainder, unsigned).
+        hold.NAME: the hold event at PHASE (hold.alloc.in_use_bytes: the allocator's own figures
+        as the hold began, the ones memstats' outside look is compared with)."""
+        if phase is None:
+            raise Unresolved(f"{ref.text}: no phase: set phase = \"...\" or write {ref.name}@PHASE")
+        phase = _key(self.phases, phase)
+        if phase not in self.holds:
+            raise Unresolved(f"{ref.text}: the run was not held at '{phase}' (--hold-at {phase}:SECONDS; "
+                             f"held at: {', '.join(self.holds) or 'none'})")
+        if ref.name.startswith("hold."):
+            value, path = self.holds[phase], ref.name.split(".")[1:]
+        else:
+            snap_path = self.run_dir / f"memstats-{phase}.json"
+            try:
+                value = json.loads(snap_path.read_text())
+            except (OSError, ValueError) as e:
+                raise Unresolved(f"{ref.text}: no memstats snapshot {snap_path.name} ({e}; see driver-*.txt)") \
+                    from None
+            path = ref.name.split(".")[1:]
+            items = value.get("items") or []
+            if path == ["items_sum"]:
+                return sum(it.get("bytes", 0) for it in items)
+            if path == ["remainder"]:
+                last = items[-1] if items else {}
+                if last.get("name") != "unexplained remainder":
+                    raise Unresolved(f"{ref.text}: the last item is not the unexplained remainder")
+                return abs(last["bytes"])
+        for part in path:
+            if not isinstance(value, dict) or part not in value:
+                raise Unresolved(f"{ref.text}: no '{'.'.join(path)}' in {ref.name.split('.')[0]} at '{phase}'")
+            value = value[part]
+        if isinstance(value, bool):
+            return int(value)
+        return _number(value, ref)
+
+    TOOL_SCALARS = ("verdict", "top_function", "reported_bytes", "reported_blocks", "error_count", "exit_code",
+                    "cause")  # cause: helgrind, drd, tsan (a word of expected.CAUSES, another word, or "none")
 
     def _tool(self, ref):
         tool = self.field("tool", "native")
@@ -389,10 +434,12 @@ def identity(data):
 
 
 def canary_of(data):
-    """True when the run planted a canary (--canary, --canary-thread or
-    --canary-stuck-thread), False
-    when it did not, None when the start event does not say."""
-    keys = ("canary_bytes", "canary_threads", "canary_stuck_threads", "canary_orphans")
+    """True when the run planted a canary (--canary, --canary-thread,
+    --canary-stuck-thread, --canary-orphan, --canary-lock-order or
+    --canary-race), False when it did not, None when the start event does
+    not say."""
+    keys = ("canary_bytes", "canary_threads", "canary_stuck_threads", "canary_orphans", "canary_lock_orders",
+            "canary_races")
     if not any(k in data.start for k in keys):
         return None
     return any(bool(data.start.get(k)) for k in keys)
@@ -500,6 +547,9 @@ def truth_rows(data, exp, variant, tool):
     truth = exp.truth
     if truth is None or expected.split_tool(tool)[0] != "native":
         return []
+    if getattr(truth, "retention", False):  # a retention kernel's bytes by category (retention.py)
+        from scripts.expect import retention
+        return retention.truth_rows(data, truth, variant)
     if variant not in truth.variants:
         return [Row("truth", "-", "ERROR", "ERROR",
                     detail=f"[truth] has no table for variant '{variant}' (it has: {', '.join(truth.variants)})")]

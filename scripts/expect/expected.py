@@ -18,6 +18,11 @@
 #   phase = "steady"                     phase read by bare snapshot names
 #   expect = "threads >= workers + 1"    LEFT OP RIGHT, OP one of >= <= == != > <
 #   why = "..."                          printed when the check does not pass
+#   overrides = "memcheck.payload_reachable"   in a file with [truth]: this check is an
+#                                        exception to a tool's rule (expected/tools/TOOL.toml)
+#                                        and replaces that rule's derived check wherever
+#                                        it applies; needs `measured` (the figure seen)
+#   measured = "quick, Debian 12: ..."   the measured figure behind an exception
 #
 #   [[args]]                             scenario options for matching runs
 #   tool = "memcheck"                    (same selectors as a check, default any)
@@ -28,13 +33,16 @@
 #   on = "listening"                     event name
 #   run = ["{build}/scenarios/rw_client", "--port", "{port}"]   optional helper;
 #                                        {build} {run_dir} {FIELD of the event}
+#                                        {python} {leaklab} (scripts/leaklab.py)
 #                                        {params.NAME} {payload_bytes} {workers}
 #   send = "load-done"                   optional word written on the scenario's stdin
 #                                        (after `run` exited 0)
 #
 #   [truth]                              a zoo kernel's ground truth, per variant: leaked
 #                                        threads, wait sites, pinned bytes (see "The zoo's
-#                                        [truth]" at the end of this file)
+#                                        [truth]" at the end of this file). Its tool checks
+#                                        follow from it and expected/tools/TOOL.toml
+#                                        (scripts/expect/derive.py): load() adds them
 #
 # Names in expressions: snapshot metrics by dotted path (threads, rss_bytes,
 # alloc.in_use_bytes, counters.X), census.largest / groups / total /
@@ -51,10 +59,14 @@
 # bytes_by_function(KIND, F), blocks_by_function(KIND, F); and for every tool
 # alike (tool.json): tool.verdict ("reported" / "not reported"),
 # tool.top_function, tool.reported_bytes, tool.reported_blocks,
-# tool.error_count, tool.exit_code (the process's own), tool.bytes(KIND),
+# tool.error_count, tool.exit_code (the process's own), tool.cause (helgrind,
+# drd, tsan: the cause they name, a word of CAUSES or "none"), tool.bytes(KIND),
 # tool.blocks(KIND), tool.bytes_by_function(KIND, F),
 # tool.blocks_by_function(KIND, F), with KIND one of definite, indirect,
-# possible, reachable, leaked, in_use, thread (tools.py). A hyphen in an
+# possible, reachable, leaked, in_use, thread (tools.py); memstats.PATH at a
+# phase the run was held at (memstats-PHASE.json, a [[driver]] on "hold" wrote
+# it: go.HeapInuse, rss_bytes, items_sum, remainder) and hold.PATH (the hold
+# event: hold.alloc.in_use_bytes). A hyphen in an
 # option or phase name is written as an underscore (params.hold_ms).
 
 import ast
@@ -67,7 +79,8 @@ from pathlib import Path
 
 from scripts.tools.tools import RELEASE, RELEASE_TOOLS, release_tool_error, split_tool  # noqa: F401
 
-TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans")
+TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans",
+         "helgrind", "drd")
 ALLOCATORS = ("glibc", "tcmalloc", "jemalloc")
 SCALES = ("quick", "seed")
 # TOOL@RELEASE (lsan@clang-19): the syntax is the tool registry's (scripts/tools/tools.py),
@@ -75,7 +88,7 @@ SCALES = ("quick", "seed")
 
 # Keys a [[check]] table may carry; anything else is a typo that would silently
 # widen or narrow what the check applies to, so it is refused.
-CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why"}
+CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why", "overrides", "measured"}
 ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options", "why"}
 DRIVER_KEYS = {"on", "run", "send", "variant", "tool", "allocator", "scale"}
 TOP_KEYS = {"summary", "check", "args", "driver", "truth"}
@@ -145,13 +158,19 @@ class Check:
     why: str = ""
     index: int = 0
     canary: bool | None = None   # None: runs with and without a canary
+    rule: str = ""               # derived from this tool rule (TOOL.ID; derive.py), "" when written
+    overrides: tuple = ()        # rules (TOOL.ID) this written check is an exception to
+    measured: str = ""           # an exception's measured figure
+    suppressed_by: list = field(default_factory=list)   # a derived check: the exceptions replacing it
 
     def applies(self, variant, tool, allocator, scale, canary=None):
         # A canary-specific check applies only when the run's canary is known
-        # and the same; an unknown canary (None) matches only "any".
+        # and the same; an unknown canary (None) matches only "any". A derived
+        # check gives way wherever an exception to its rule applies.
         return (_match(self.variant, variant) and _match_tool(self.tool, tool)
                 and _match(self.allocator, allocator) and _match(self.scale, scale)
-                and (self.canary is None or self.canary == canary))
+                and (self.canary is None or self.canary == canary)
+                and not any(o.applies(variant, tool, allocator, scale, canary) for o in self.suppressed_by))
 
     def mentions_exit_code(self):
         return re.search(r"(?<![\w.])exit_code(?![\w.(@])", self.expect) is not None
@@ -265,8 +284,10 @@ def _unknown_keys(table, allowed, where):
             f"{where}: unknown key(s) {', '.join(extra)} (accepted: {', '.join(sorted(allowed))})")
 
 
-def load(path):
-    """Reads and validates an expected file; raises ExpectedFileError naming the spot."""
+def load(path, rules_dir=None):
+    """Reads and validates an expected file; raises ExpectedFileError naming the spot.
+    A file with [truth] also gets the checks derived from it (derive.py) by the
+    rules in `rules_dir` (default: the expected/tools/ of the file's tree)."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text())
@@ -291,10 +312,17 @@ def load(path):
         canary = table.get("canary", "any")
         if canary != "any" and not isinstance(canary, bool):
             raise ExpectedFileError(f"{where}: 'canary' must be true, false or \"any\"")
+        overrides = table.get("overrides", ())
+        overrides = (overrides,) if isinstance(overrides, str) else tuple(overrides)
+        if not all(isinstance(o, str) and re.fullmatch(r"\w+\.\w+", o) for o in overrides):
+            raise ExpectedFileError(f"{where}: 'overrides' names rules as TOOL.ID (memcheck.payload_reachable)")
+        if overrides and not (str(table.get("why", "")).strip() and str(table.get("measured", "")).strip()):
+            raise ExpectedFileError(f"{where}: an exception (overrides) needs a `why` and the `measured` figure")
         exp.checks.append(Check(
             expect=table["expect"], variant=sel.variant, tool=sel.tool,
             allocator=sel.allocator, scale=sel.scale, phase=phase,
-            why=str(table.get("why", "")), index=i, canary=None if canary == "any" else canary))
+            why=str(table.get("why", "")), index=i, canary=None if canary == "any" else canary,
+            overrides=overrides, measured=str(table.get("measured", ""))))
     for i, table in enumerate(data.get("args", []), 1):
         where = f"{path}: args #{i}"
         _unknown_keys(table, ARGS_KEYS, where)
@@ -317,7 +345,12 @@ def load(path):
             raise ExpectedFileError(f"{where}: give 'run', 'send' or both")
         exp.drivers.append(DriverStep(_selector(table, where), table["on"], run, send))
     if "truth" in data:
-        exp.truth = load_truth(data["truth"], str(path))
+        from scripts.expect import retention  # a retention kernel's [truth] names its phase (retention.py)
+        exp.truth = (retention.load_truth if retention.is_retention(data["truth"]) else load_truth)(
+            data["truth"], str(path))
+    if exp.truth is not None or any(c.overrides for c in exp.checks):
+        from scripts.expect import derive  # derive builds on this module
+        derive.attach(exp, rules_dir if rules_dir is not None else derive.rules_dir_for(path))
     return exp
 
 
@@ -500,6 +533,8 @@ def evaluate(expect, resolve):
 #   go_leaks = ['regex', ...]            what goroutineleakprofile_test.go expects Go's
 #                                        goroutineleak profile to report for it ([] for C only)
 #   go_flaky = true                      the Go test calls it flaky (makeFlakyTest)
+#   cause = "lock_order"                 why the threads block, one of CAUSES (docs/zoo.md,
+#                                        "Causes"); tools that name a cause are scored on it
 #
 #   [truth.leaky]                        one table per variant, every variant of the kernel
 #   leaked_threads = "2 * instances"     live threads that can never run again
@@ -509,6 +544,8 @@ def evaluate(expect, resolve):
 #                                        (a string, or a list where they wait in different places)
 #   primitive = ["mutex", "mutex"]       what it waits on: one of PRIMITIVES, or a list beside wait_site
 #   pinned_bytes = "instances * 65536"   heap only the leaked threads keep alive (the kernel's payload)
+#   alloc_site = "new_store"             optional: the function that malloc's the pinned payload
+#                                        (heapprof and heaptrack charge it there; derive.py)
 #   orphaned = true                      no thread that can still run and no global reaches the
 #                                        object the leaked threads wait on (what a reachability
 #                                        analysis such as Go's goroutineleak profile can prove)
@@ -522,10 +559,15 @@ def evaluate(expect, resolve):
 # truth cannot drift from the code; tools never edit it.
 
 PRIMITIVES = ("mutex", "rwlock", "cond", "barrier", "chan_send", "chan_recv", "select", "counter_wait",
-              "join", "pipe_read", "socket_read")
-TRUTH_TOP_KEYS = {"pattern", "origin", "go_test", "go_leaks", "go_flaky"}
+              "join", "pipe_read", "socket_read", "once")  # once: asleep in pthread_once (its control word)
+# The cause vocabulary (docs/zoo.md, "Causes"): what a fix would change, in
+# words a tool's report can be mapped to (scripts/tools/*.py cause_of).
+CAUSES = ("lock_order", "double_lock", "recursive_rlock", "missing_unlock", "wait_holding_lock",
+          "lost_wakeup", "missing_close", "missing_send", "missing_receive", "channel_cycle",
+          "wait_for_self", "wrong_waitgroup", "missing_join")
+TRUTH_TOP_KEYS = {"pattern", "origin", "go_test", "go_leaks", "go_flaky", "cause"}
 TRUTH_VARIANT_KEYS = {"leaked_threads", "unjoined_threads", "wait_site", "primitive", "pinned_bytes",
-                      "orphaned", "why"}
+                      "orphaned", "why", "alloc_site"}
 TRUTH_EXPRESSIONS = ("leaked_threads", "unjoined_threads", "pinned_bytes")
 
 
@@ -539,6 +581,7 @@ class TruthVariant:
     primitive: tuple = ()     # one per wait_site
     orphaned: bool | None = None
     why: str = ""
+    alloc_site: str = ""      # the function that malloc's the pinned payload ("" when not given)
 
     def value(self, name, instances):
         """An expression of the truth (leaked_threads, unjoined_threads,
@@ -556,6 +599,7 @@ class Truth:
     go_test: str = ""
     go_leaks: tuple = ()
     go_flaky: bool = False
+    cause: str = ""           # one of CAUSES; "" while a kernel in the making has none
     variants: dict = field(default_factory=dict)   # name -> TruthVariant
 
     def wait_sites(self):
@@ -622,8 +666,12 @@ def load_truth(table, where):
             re.compile(leak)
         except re.error as e:
             raise ExpectedFileError(f"{where}: go_leaks '{leak}' is not a regular expression: {e}") from None
+    cause = table.get("cause", "")
+    if cause and cause not in CAUSES:
+        raise ExpectedFileError(f"{where}: cause = {cause!r} is not one of {', '.join(CAUSES)}")
     truth = Truth(pattern=table["pattern"].strip(), origin=table["origin"].strip(),
-                  go_test=str(table.get("go_test", "")), go_leaks=go_leaks, go_flaky=go_flaky)
+                  go_test=str(table.get("go_test", "")), go_leaks=go_leaks, go_flaky=go_flaky,
+                  cause=cause)
     if not variants:
         raise ExpectedFileError(f"{where}: no variant table ([truth.leaky], [truth.fixed], ...)")
     for name, v in variants.items():
@@ -681,16 +729,21 @@ def _truth_variant(name, table, where):
             raise ExpectedFileError(f"{where}: 'orphaned' must be true or false")
     elif sites or prims or orphaned is not None:
         raise ExpectedFileError(f"{where}: leaks no thread, so it has no wait_site, primitive or orphaned")
+    alloc_site = table.get("alloc_site", "")
+    if alloc_site and (not isinstance(alloc_site, str) or not re.fullmatch(r"[A-Za-z_]\w*", alloc_site)):
+        raise ExpectedFileError(f"{where}: alloc_site = {alloc_site!r} is not a function name")
+    if alloc_site and not truth_value(exprs["pinned_bytes"], 1):
+        raise ExpectedFileError(f"{where}: alloc_site names where the pinned payload is malloc'ed, but pinned_bytes is 0")
     return TruthVariant(variant=name, leaked_threads=exprs["leaked_threads"], pinned_bytes=exprs["pinned_bytes"],
                         unjoined_threads=exprs["unjoined_threads"], wait_site=sites, primitive=prims,
-                        orphaned=orphaned, why=str(table.get("why", "")))
+                        orphaned=orphaned, why=str(table.get("why", "")), alloc_site=alloc_site)
 
 
 # ---- where expected files are ----------------------------------------------------
 
 # Groups of scenarios a command may name instead of listing them: the zoo's
 # kernels keep their expected files in expected/zoo/.
-GROUPS = {"zoo": "zoo"}
+GROUPS = {"zoo": "zoo", "retention": "retention"}
 
 
 def path_for(scenario, expected_dir):

@@ -10,6 +10,7 @@ import resource
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from scripts.base import distro, eventlog
 from scripts.base.exits import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE  # noqa: F401  (runner.EXIT_* for its callers)
 from scripts.expect import expected
 from scripts.run import timeline
-from scripts.tools import asan, heapcheck, heapprof, heaptrack, lsan, memcheck, orphans, threadcheck, tools, tsan
+from scripts.tools import asan, drd, heapcheck, heapprof, heaptrack, helgrind, lsan, memcheck, orphans, threadcheck, tools, tsan
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_S = 1800
@@ -65,7 +66,7 @@ class Terminated(BaseException):
 #   versions(spec, binary)         {"tool_path", "tool_version", ...}
 #   postprocess(spec, binary, run_dir, info) -> (tool.json dict or None, errors, notes)
 TOOL_MODULES = {m.NAME: m for m in (heapprof, memcheck, heapcheck, lsan, asan, tsan, heaptrack, threadcheck,
-                                    orphans)}
+                                    orphans, helgrind, drd)}
 # Why a tool needs the allocator it needs (the usage error says it).
 ALLOCATOR_WHY = {
     "heapprof": "the gperftools heap profiler lives in tcmalloc",
@@ -77,6 +78,8 @@ ALLOCATOR_WHY = {
     "tsan": "the sanitizer brings its own allocator; NAME-tsan is built once",
     "threadcheck": "libthreadcheck.so is preloaded into the scenario's glibc build",
     "orphans": "liborphans.so is preloaded into the scenario's glibc build (its malloc family must be the process's)",
+    "helgrind": "valgrind replaces malloc itself",
+    "drd": "valgrind replaces malloc itself",
 }
 
 
@@ -351,7 +354,9 @@ class Driver:
     def __init__(self, steps, run_dir, build_dir, stdin):
         self.steps = list(steps)
         self.fired = set()
-        self.values = {"build": str(build_dir), "run_dir": str(run_dir)}
+        # {python} {leaklab}: a step may run leaklab itself (delayed_exit's memstats at its hold)
+        self.values = {"build": str(build_dir), "run_dir": str(run_dir), "python": sys.executable,
+                       "leaklab": str(REPO / "scripts" / "leaklab.py")}
         self.run_dir = run_dir
         self.stdin = stdin
         self.errors = []

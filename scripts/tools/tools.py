@@ -19,9 +19,11 @@ KINDS = {
     "thread": "threads finished but never joined (ThreadSanitizer 'thread leak')",
     "alive": "threads still alive at the check (threadcheck: blocked or running when the program exited; blocks = threads)",
     "orphan": "threads proven unable to run again (orphans; blocks = threads, bytes = heap reachable only from them)",
+    "holding": "threads that ended, or were still blocked at exit, holding a lock (Helgrind 'Exiting thread still "
+               "holds N lock(s)'; blocks = threads)",
 }
 # A tool "reports threads" when one of these kinds has blocks > 0.
-THREAD_KINDS = ("thread", "alive", "orphan")
+THREAD_KINDS = ("thread", "alive", "orphan", "holding")
 # Spellings an expect line may use for a kind.
 KIND_ALIASES = {
     **{k: k for k in KINDS},

@@ -15,6 +15,9 @@ import re
 
 INFRASTRUCTURE = ("GetHeapProfile", "HeapProfilerDump", "dump_heap_profile", "allocate_dtv", "_dl_allocate_tls",
                   "_IO_file_doallocate")
+PASSTHROUGH = ("clone3", "__clone3", "clone", "__clone", "start_thread", "_start", "__libc_start_main",
+               "__libc_start_call_main", "main")
+ALLOCATES_NOTHING = re.compile(r">\s*0\.0 \(0\.0%\)\s*<")   # pprof's flat line of a node: "0.0 (0.0%)"
 NODE_RE = re.compile(r'<g id="([^"]+)" class="node">\s*<title>([^<]+)</title>(.*?)</g>', re.S)
 EDGE_RE = re.compile(r'<g id="([^"]+)" class="edge">\s*<title>([^<]+?)&#45;&gt;([^<]+?)</title>(.*?)</g>', re.S)
 TEXT_RE = re.compile(r"<text\b[^>]*>([^<]*)</text>")
@@ -69,6 +72,22 @@ def fold(svg, top_function=None):
         return memo[node]
 
     hidden = {t for t in nodes if nodes[t][1] and t != "Legend" and only_infrastructure(t)}
+    # The thread and process start-up frames above the program's own code
+    # (clone3 -> start_thread -> worker) allocate nothing themselves: boxes a
+    # learner reads first, saying nothing. Folded from the top down, while
+    # every caller of one is folded too.
+    parents = {}
+    for caller, callees in children.items():
+        for c in callees:
+            parents.setdefault(c, []).append(caller)
+    changed = True
+    while changed:
+        changed = False
+        for t_, (_, name, body) in nodes.items():
+            if (t_ not in hidden and name in PASSTHROUGH and name != top_function and ALLOCATES_NOTHING.search(body)
+                    and all(p_ in hidden for p_ in parents.get(t_, ()))):
+                hidden.add(t_)
+                changed = True
     if not hidden or len(hidden) == len([t for t in nodes if t != "Legend"]):
         return svg, []
     hide_ids = {nodes[t][0] for t in hidden}
@@ -83,6 +102,7 @@ def fold(svg, top_function=None):
                  svg)
     svg = _crop(svg, [nodes[t][2] for t in nodes if t not in hidden and t != "Legend"])
     folded = sorted({nodes[t][1] for t in hidden if _is_infrastructure(nodes[t][1])})
+    folded += sorted({nodes[t][1] for t in hidden if nodes[t][1] in PASSTHROUGH})
     return svg, folded
 
 

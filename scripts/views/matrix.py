@@ -31,7 +31,8 @@ from scripts.run import runner
 from scripts.tools import tools
 
 # Column order: the classic checker first, then the profilers, the sanitizers, heaptrack.
-MATRIX_TOOLS = ("memcheck", "heapprof", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans")
+MATRIX_TOOLS = ("memcheck", "heapprof", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans",
+                "helgrind", "drd")
 DEFAULT_TOLERANCE = 0.05   # bytes may move 5 % ...
 DEFAULT_FLOOR = 0.10       # ... or by less than 10 % of the row's payload_bytes (see docs/tools.md)
 BASELINES_DIR = runner.REPO / "baselines"
@@ -93,6 +94,8 @@ def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected
     done = {**cell, **summarize(runs)}
     if exp.truth is not None:  # a zoo kernel: its truth, for the detection summary
         done["truth"] = comparer.truth_of_run(exp, variant, ((done.get("scale") or {}).get("params") or {}).get("instances"))
+        if done["truth"] is not None:
+            done["truth"]["cause"] = exp.truth.cause
     return done
 
 
@@ -193,6 +196,7 @@ def describe(run_dir, info, verdict):
         "reported_bytes": doc.get("reported_bytes"), "reported_blocks": doc.get("reported_blocks"),
         "top_function": doc.get("top_function"), "functions": top_functions(doc),
         "error_count": doc.get("error_count"),
+        "cause": doc.get("cause"), "causes": doc.get("causes"),   # tools that name a cause (helgrind, drd, tsan)
         "checks": {"total": len(rows), "passed": sum(r.verdict == "PASS" for r in rows)},
         "failed_checks": failed,
         "scale": {"scale": start.get("scale") or info.get("scale"), "options": info.get("options", []),
@@ -427,7 +431,11 @@ def notes(doc):
             out.append(f"{where}: {f['verdict']}: {f['check']}: expected {f['expected']}, "
                        f"observed {f['observed']}{detail}")
         if c["status"] == "no expectation":
-            out.append(f"{where}: no expectation in expected/{c['scenario']}.toml for tool {c['tool']}")
+            # The file the checks come from (a zoo kernel's is in expected/zoo/),
+            # and where its tool checks are derived from (expected/tools/).
+            path = expected.path_for(c["scenario"], runner.REPO / "expected").relative_to(runner.REPO)
+            out.append(f"{where}: no expectation for tool {c['tool']} in {path} (nor derived from its [truth] "
+                       "by expected/tools/)")
         stability = c.get("stability") or {}
         if c["status"] == "unstable" or unstable_text(stability):
             crashes = sorted({r for r in [c.get("crash")] if r})
@@ -506,6 +514,9 @@ def write(doc, out_dir):
 
 
 # ---- the zoo's detection summary -------------------------------------------------
+# The causes whose leaky runs really deadlock on locks (the threads wait for
+# locks held in a cycle, or by themselves): a deadlock that actually happens.
+DEADLOCK_CAUSES = ("lock_order", "double_lock", "recursive_rlock")
 # For each tool, over the rows with a [truth] (the zoo's kernels): how many
 # leaky kernels it reports (recall, naming the ones it misses) and how many
 # fixed twins it reports all the same (false positives). A tool reports a
@@ -516,7 +527,19 @@ def write(doc, out_dir):
 
 DETECTION_DEFINITION = ("detected = the tool reports the leaked threads (a thread kind: "
                         + ", ".join(tools.THREAD_KINDS) + ") or at least the kernel's pinned bytes; "
-                        "false positive = a fixed twin the tool reports anything for")
+                        "false positive = a fixed twin the tool reports anything for; "
+                        "cause = the cause the tool names is the truth's (helgrind, drd, tsan; - for a tool "
+                        "that names none), its false positive a fixed twin it names any cause for; "
+                        "real deadlocks = leaky kernels whose threads really deadlock on locks ("
+                        + ", ".join(DEADLOCK_CAUSES) + ") for which the tool names one of those causes")
+
+
+def names_cause(cell):
+    """Whether a leaky cell's tool names the kernel's cause (None: not run, or a
+    tool that names no cause)."""
+    if detects(cell) is None or cell.get("cause") is None:
+        return None
+    return cell["cause"] == (cell.get("truth") or {}).get("cause")
 
 
 def row_name(cell):
@@ -554,19 +577,34 @@ def detection(cells, tools_):
             "false_positives": [row_name(c) for c in fixed if ran(c) and c["verdict"] == tools.REPORTED],
             "not_run": [f"{c['scenario']}/{c['variant']}" for c in mine if not ran(c)],
         }
+        named = [c for c in leaky if names_cause(c) is not None]
+        if named:   # a tool that names causes: its cause recall, beside the leak's
+            deadlocks = [c for c in named if c["truth"].get("cause") in DEADLOCK_CAUSES]
+            out[tool].update({
+                "cause_leaky": len(named),
+                "cause_detected": [row_name(c) for c in named if names_cause(c)],
+                "cause_false_positives": [row_name(c) for c in fixed if ran(c) and c.get("cause") not in (None, "none")],
+                "deadlocks": len(deadlocks),
+                "deadlocks_seen": [row_name(c) for c in deadlocks if c.get("cause") in DEADLOCK_CAUSES],
+            })
     return out
 
 
 def _detection_rows(doc):
     rows = []
     for tool, d in doc.get("detection", {}).items():
+        cause = "cause_leaky" in d
         rows.append((tool, f"{len(d['detected'])}/{d['leaky']}", ", ".join(d["missed"]) or "-",
                      f"{len(d['false_positives'])}/{d['fixed']}", ", ".join(d["false_positives"]) or "-",
+                     f"{len(d['cause_detected'])}/{d['cause_leaky']}" if cause else "-",
+                     f"{len(d['cause_false_positives'])}/{d['fixed']}" if cause else "-",
+                     f"{len(d['deadlocks_seen'])}/{d['deadlocks']}" if cause else "-",
                      ", ".join(d["not_run"]) or "-"))
     return rows
 
 
-DETECTION_HEAD = ("tool", "recall", "missed", "false positives", "reported fixed twins", "not run")
+DETECTION_HEAD = ("tool", "recall", "missed", "false positives", "reported fixed twins", "cause recall",
+                  "cause false positives", "real deadlocks", "not run")
 
 
 def detection_text(doc):

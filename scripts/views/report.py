@@ -159,13 +159,13 @@ def verdict_of(run):
             pass
     exp_path = expected.path_for(run.scenario, EXPECTED_DIR)
     if not exp_path.is_file():
-        return None, f"not compared: there is no expected/{run.scenario}.toml"
+        return None, f"not compared: there is no {_expected_name(run.scenario)}"
     try:
         comparer.compare(run.dir, exp_path)  # writes verdict.json, like `check`
     except Exception as e:  # a page with no verdict beats no page: the rest is still worth reading
         return None, f"not compared: the comparer failed ({type(e).__name__}: {e})"
     try:
-        return json.loads(path.read_text()), f"compared now with expected/{run.scenario}.toml (the run was not checked)"
+        return json.loads(path.read_text()), f"compared now with {_expected_name(run.scenario)} (the run was not checked)"
     except (OSError, ValueError):
         return None, "not compared: the comparer could not write verdict.json (read-only run directory?)"
 
@@ -176,7 +176,7 @@ def story(scenario):
     """(two sentences, where they came from). The source is the first prose
     paragraph of the '## The story' section of docs/scenarios/NAME.md, so the
     docs stay the one place the story is written; without the page, the
-    expected file's summary or the binary's --help stand in."""
+    expected file's summary (a zoo kernel's) or the binary's --help stand in."""
     path = DOCS / f"{scenario}.md"
     try:
         text = path.read_text()
@@ -186,14 +186,124 @@ def story(scenario):
         para = story_paragraph(text)
         if para:
             return two_sentences(para), f"docs/scenarios/{scenario}.md, \u201cThe story\u201d"
-    try:
-        summary = expected.load(expected.path_for(scenario, EXPECTED_DIR)).summary
-    except expected.ExpectedFileError:
-        summary = ""
-    where = f"docs/scenarios/{scenario}.md " + ("has no \u201cThe story\u201d section" if text else "not found")
+    exp = _expected(scenario)
+    summary = exp.summary if exp else ""
     if summary:
-        return summary, f"expected/{scenario}.toml summary ({where})"
-    return "", where
+        where = _expected_name(scenario)
+        if exp.truth is not None:
+            where += (f" (summary and [truth]); the kernel, its Go original and its fix: "
+                      f"scenarios/zoo/{scenario}.c; the zoo: docs/zoo.md")
+        return summary, where
+    return "", "the scenario\u2019s --help (the seed scenarios\u2019 stories are in docs/scenarios/)"
+
+
+def _expected(scenario):
+    try:
+        return expected.load(expected.path_for(scenario, EXPECTED_DIR))
+    except expected.ExpectedFileError:
+        return None
+
+
+def _expected_name(scenario):
+    """expected/SCENARIO.toml or expected/zoo/SCENARIO.toml, as a learner finds it in the tree."""
+    path = expected.path_for(scenario, EXPECTED_DIR)
+    return str(Path("expected") / path.relative_to(EXPECTED_DIR))
+
+
+# The docs page's "### On a run's report page" list: one paragraph per
+# variant ("- `leaky`: ..."), `{name}` standing for the run's own figures, so
+# a page never tells a 1,000-thread run that it had ten thousand, nor a fixed
+# run that its threads never run again.
+RUN_STORY_HEADING = re.compile(r"^###\s+On a run\u2019s report page\s*$|^###\s+On a run's report page\s*$", re.M)
+RUN_STORY_ITEM = re.compile(r"^-\s+`([a-z][a-z0-9_]*)`:\s+(.*)$")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+
+
+def run_stories(markdown):
+    """{variant: paragraph with {placeholders}} from the docs page's
+    "### On a run's report page" list ({} when the page has none)."""
+    m = RUN_STORY_HEADING.search(markdown or "")
+    if not m:
+        return {}
+    out, current = {}, None
+    for line in markdown[m.end():].splitlines():
+        if line.startswith("#"):
+            break
+        item = RUN_STORY_ITEM.match(line)
+        if item:
+            current = item.group(1)
+            out[current] = item.group(2).strip()
+        elif current and line.startswith("  ") and line.strip():
+            out[current] += " " + line.strip()
+        elif not line.strip() and current:
+            current = None
+    return out
+
+
+def run_figures(run):
+    """{placeholder: text}: the run's scenario options (thousands separated)
+    and its payload."""
+    start = run.data.start or {}
+    figures = {k.replace("-", "_"): (f"{v:,}" if isinstance(v, int) else str(v))
+               for k, v in (start.get("params") or {}).items()}   # --hold-ms is {hold_ms}
+    if isinstance(start.get("payload_bytes"), int) and start["payload_bytes"] > 0:
+        figures["payload"] = fmt_bytes(start["payload_bytes"])
+    return figures
+
+
+def fill(template, figures):
+    """The template with every {name} replaced, or None when the run lacks one."""
+    missing = [n for n in PLACEHOLDER.findall(template) if n not in figures]
+    if missing:
+        return None
+    return PLACEHOLDER.sub(lambda m: figures[m.group(1)], template)
+
+
+def run_story(run):
+    """(text, source) of this run's story at its own scale and variant, or None:
+    the docs page's paragraph for the variant, or for a zoo kernel what its
+    [truth] says this run leaves behind."""
+    try:
+        markdown = (DOCS / f"{run.scenario}.md").read_text()
+    except OSError:
+        markdown = None
+    template = run_stories(markdown).get(run.variant or "")
+    if template:
+        text = fill(template, run_figures(run))
+        if text:
+            return text, f"docs/scenarios/{run.scenario}.md, \u201cOn a run\u2019s report page\u201d"
+    exp = None if markdown else _expected(run.scenario)
+    if exp is not None and exp.truth is not None and run.variant in exp.truth.variants:
+        return truth_story(exp, run), (f"{_expected_name(run.scenario)} (summary and [truth]); the kernel, its Go "
+                                       f"original and its fix: scenarios/zoo/{run.scenario}.c; the zoo: docs/zoo.md")
+    return None
+
+
+def truth_story(exp, run):
+    """A zoo kernel's story for this run: its summary, then what this many calls leave behind."""
+    truth = exp.truth.variants[run.variant]
+    instances = (run.data.start or {}).get("params", {}).get("instances")
+    instances = instances if isinstance(instances, int) and instances > 0 else 1
+    calls = "once" if instances == 1 else f"{instances:,} times"
+    threads = truth.value("leaked_threads", instances)
+    pinned = truth.value("pinned_bytes", instances)
+    unjoined = truth.value("unjoined_threads", instances)
+    text = f"{exp.summary.rstrip('.')}." if exp.summary else f"{exp.truth.pattern}."
+    text += f" This run ({exp.truth.origin}) calls the {run.variant} function {calls}"
+    if threads or unjoined or pinned:
+        left = []
+        if threads:
+            sites = ", ".join(f"`{s}`" for s in truth.wait_site)
+            left.append(f"{threads:,} thread{'s' if threads != 1 else ''} blocked for good"
+                        + (f" (in {sites})" if sites else ""))
+        if unjoined:
+            left.append(f"{unjoined:,} ended thread{'s' if unjoined != 1 else ''} never joined")
+        if pinned:
+            left.append(f"{fmt_bytes(pinned)} of heap they keep alive")
+        text += ": it leaves " + ", and ".join(left) + "."
+    else:
+        text += ": every thread it starts finishes and is joined, and nothing is left behind."
+    return text
 
 
 def story_paragraph(markdown):
@@ -403,12 +513,20 @@ def section_story(run, other=None):
     """The story (from the docs, else the expected file's or the binary's summary),
     then what this run is: its variant and its real scale. Where the text came
     from, or why the docs had none, goes to the run facts, not to the learner."""
-    text, source = story(run.scenario)
-    if not text:
-        text = help_summary(run.info.get("binary") or "")
-    out = [f'<p class="story">{md_inline(text)}</p>'] if text else []
-    if _from_docs(source):
-        out.append(f'<p class="source">From {esc(source)}, the seed’s program at the seed’s scale.</p>')
+    own = [run_story(r) for r in ((run,) if other is None else (run, other))]
+    if all(own) and other is not None and other.variant != run.variant:
+        out = [f'<p class="story"><strong>{letter}, {esc(r.variant)}:</strong> {md_inline(s[0])}</p>'
+               for letter, r, s in zip("AB", (run, other), own)]
+    elif own[0]:
+        out = [f'<p class="story">{md_inline(own[0][0])}</p>']
+    else:
+        text, source = story(run.scenario)
+        if not text:
+            text = help_summary(run.info.get("binary") or "")
+        out = [f'<p class="story">{md_inline(text)}</p>'] if text else []
+    if own[0] and own[0][1].startswith("docs/"):
+        out.append(f'<p class="source">Told at this run\u2019s scale; the seed\u2019s story, in Go, is in '
+                   f'docs/scenarios/{esc(run.scenario)}.md.</p>')
     if other is None:
         out.append(f'<p class="this-run"><strong>This run:</strong> {esc(this_run(run))}</p>')
     else:
@@ -417,14 +535,10 @@ def section_story(run, other=None):
     return "\n".join(out)
 
 
-def _from_docs(source):
-    return source.endswith("\u201cThe story\u201d")
-
-
 def story_note(run):
-    """Where the story came from, when not from its docs page (for the run facts)."""
-    _, source = story(run.scenario)
-    return None if _from_docs(source) else source
+    """Where the story came from (for the run facts)."""
+    own = run_story(run)
+    return own[1] if own else story(run.scenario)[1]
 
 
 def this_run(run):
@@ -448,7 +562,7 @@ def this_run(run):
     if meaning:
         text += f". A PASS here means it {meaning}."
     elif run.variant and run.variant != "default":
-        text += ". The story above is the leak this variant fixes: a PASS here means the fix held."
+        text += ". A PASS here means the fix held: nothing the leaky variant keeps is left."
     else:
         text += "."
     return text
@@ -648,8 +762,12 @@ def section_heap(run):
                          f"heap profile call graph at {s.get('phase')}")
         if svg:
             svg, folded = heapgraph.fold(svg, s.get("top_function"))
-            folded_text = (f' Folded away: {esc(", ".join(folded))} (the profiler\u2019s own buffer, thread TLS) and '
-                           'the calls that lead only to them.' if folded else "")
+            infra = [f for f in folded if f not in heapgraph.PASSTHROUGH]
+            start = [f for f in folded if f in heapgraph.PASSTHROUGH]
+            folded_text = (f' Folded away: {esc(", ".join(infra))} (the profiler\u2019s own buffer, thread TLS) and '
+                           'the calls that lead only to them.' if infra else "")
+            folded_text += (f' The start-up frames above the program\u2019s code ({esc(", ".join(start))}) are '
+                            'folded too.' if start else "")
             out.append(f'<figure class="graph">{svg}<figcaption>Call graph of in-use space '
                        f'(<code>google-pprof --svg</code>): boxes are functions, sized by what they hold; '
                        f'edges are calls.{folded_text} The whole graph: '

@@ -64,6 +64,41 @@ def tools_that_see(kernel, doc):
     return ", ".join(seen) or "none"
 
 
+# Go's runtime keeps 64 GoKer kernels in testdata/testgoroutineleakprofile/goker/
+# (docs/zoo.md, "GoKer kernels not ported").
+GOKER_KERNELS = 64
+
+
+def family(origin):
+    """GoKer, LeakProf, a C or C++ project, or C only: the catalog's counts."""
+    first = origin.split()[0].rstrip(":")
+    return {"GoKer": "GoKer", "LeakProf": "LeakProf"}.get(first, "C only" if origin.startswith("C only")
+                                                          else "C or C++ project")
+
+
+def counts(names, expected_dir):
+    """The zoo's figures, generated with the table so no page quotes a stale
+    one: kernels per family, the zoo matrix's cells, its tool checks."""
+    fam, cells, derived, own = {}, 0, 0, 0
+    for name in names:
+        exp = expected.load(expected.path_for(name, expected_dir))
+        f = family(exp.truth.origin)
+        fam[f] = fam.get(f, 0) + 1
+        variants = len(exp.truth.variants)
+        cells += len(matrix.MATRIX_TOOLS) * (variants + 1)   # + the canary row (its last variant)
+        derived += sum(1 for c in exp.checks if c.rule)
+        own += sum(1 for c in exp.checks if not c.rule)
+    order = ("GoKer", "LeakProf", "C or C++ project", "C only")
+    said = {"GoKer": f"GoKer ports (of the {GOKER_KERNELS} in Go's goker/ folder)", "LeakProf": "LeakProf patterns",
+            "C or C++ project": "from fixed bugs of C and C++ projects", "C only": "C only"}
+    parts = [f"{fam[f]} {said[f]}" for f in order if fam.get(f)]
+    return (f"Counts (generated): {len(names)} kernels: {', '.join(parts)}. "
+            f"`./leaklab matrix --scale quick --scenarios zoo` runs {cells:,} cells over its "
+            f"{len(matrix.MATRIX_TOOLS)} tools (each kernel's variants and a canary row per tool); "
+            f"the kernels get {derived:,} tool checks from their truth (expected/tools/) and "
+            f"write {own} of their own (exceptions and additions).")
+
+
 def table(doc, expected_dir=REPO / "expected"):
     names = expected.scenarios_in(expected_dir, "zoo")
     lines = [BEGIN, "",
@@ -78,7 +113,7 @@ def table(doc, expected_dir=REPO / "expected"):
         esc = lambda s: s.replace("|", "\\|")  # noqa: E731
         lines.append(f"| [{name}](../scenarios/zoo/{name}.c) | {esc(truth.pattern)} | {esc(truth.origin)} | "
                      f"{esc(what)} | {orphaned} | {tools_that_see(name, doc)} |")
-    lines.append("")
+    lines += ["", counts(names, expected_dir), ""]
     if doc is None:
         lines.append("Tools column: no zoo matrix saved yet: run `./leaklab matrix --scale quick --scenarios zoo`, "
                      "save it (`./leaklab baseline save debian12-zoo-quick --from RUN/matrix.json`), then "

@@ -11,7 +11,10 @@
 set(LEAKLAB_BROKEN_ZOO "ncast_leak|channel" "cockroach10214|lock" "cockroach1462|counter"
     "unjoined_thread|join" "pipe_reader|pipe" "etcd5509|rwlock"
     "syncthing4829|go_rwmutex"
-    "cockroach16167|atomic_value") # upstream's fix (an atomic read, no second RLock), not a convenient one
+    "cockroach16167|atomic_value" # upstream's fix (an atomic read, no second RLock), not a convenient one
+    # C-project fixes: a robust mutex with EOWNERDEAD handled, an abort flag
+    # instead of pthread_cancel, a pool worker's admission test
+    "boost_owner_dead|robust" "asterisk_cancel|cancel_flag" "htslib_flush|pool_admission" "openssl_once|once_flag")
 foreach(pair IN LISTS LEAKLAB_BROKEN_ZOO)
   string(REPLACE "|" ";" pair "${pair}")
   list(GET pair 0 kernel)

@@ -77,11 +77,12 @@ def snapshot(threads=1001, rss=90 * MB, in_use=130 * MB, free_held=2 * MB, censu
 def make_run(root, name="fake_scn.leaky.native.glibc-20260101-120000-1", *, scenario="fake_scn",
              variant="leaky", tool="native", allocator="glibc", scale="quick", phases=None,
              timeline=True, verdict=None, heap=False, memcheck=None, options=(), payload=80_000_000,
-             samples=True, verdict_phases=None):
+             samples=True, verdict_phases=None, params=None):
     """Writes a run directory; returns its path. `phases` is [(name, snapshot)], one a
     second from t = 1 s; `samples` False leaves no timeline.csv (no RSS sample: a run
     over before the first); `verdict` a list of (check, expected, observed, VERDICT)
-    rows or None (no verdict.json), `verdict_phases` each row's phase."""
+    rows or None (no verdict.json), `verdict_phases` each row's phase; `params` the
+    scenario options the start event records (default 1,000 workers)."""
     run_dir = Path(root) / name
     run_dir.mkdir(parents=True)
     phases = phases if phases is not None else [("steady", snapshot())]
@@ -90,7 +91,7 @@ def make_run(root, name="fake_scn.leaky.native.glibc-20260101-120000-1", *, scen
             "runner_status": 0, "runner_errors": [], "notes": [], "interval_ms": 10.0, "wall_s": 1.5,
             "started_at": "2026-01-01T12:00:00+00:00", "versions": {"kernel": "6.1"}}
     events = [{"event": "start", "t": 0.0, "scenario": scenario, "variant": variant, "scale": scale,
-               "allocator": allocator, "params": {"workers": 1000}, "payload_bytes": payload,
+               "allocator": allocator, "params": params or {"workers": 1000}, "payload_bytes": payload,
                "workers": 1000, "canary_bytes": 0}]
     for i, (phase, snap) in enumerate(phases, 1):
         ev = {"event": "phase", "t": float(i), "phase": phase, "snapshot": snap}

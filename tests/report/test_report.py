@@ -22,6 +22,15 @@ SECTIONS = ("story", "verdict", "timeline", "census", "heap", "memcheck", "repro
 NAMESPACES = {"http://www.w3.org/2000/svg", "http://www.w3.org/1999/xlink"}
 
 
+def _section(page, sid):
+    return re.search(rf'<section id="{sid}">.*?</section>', page, re.S).group(0)
+
+
+def _text(fragment):
+    """What a reader sees of an HTML fragment: tags gone, entities decoded, spaces squashed."""
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", fragment))).replace(" ,", ",").strip()
+
+
 def network_references(page):
     """Everything in a page that could make a browser fetch something."""
     found = [u for u in re.findall(r"https?://[^\s\"'<>)]*", page) if u not in NAMESPACES]
@@ -122,10 +131,10 @@ class ThePage(Base):
 
     def test_a_page_without_docs_shows_no_internal_message(self):
         page = self.page(make_run(self.tmp))  # fake_scn has no docs page, no expected file
-        story = re.search(r'<section id="story">.*?</section>', page, re.S).group(0)
-        self.assertNotIn("not found", story)
-        self.assertNotIn("has no", story)
-        self.assertIn("docs/scenarios/fake_scn.md not found", page)  # in the run facts, for whoever looks
+        body = _text(re.sub(r"<style>.*?</style>", "", page, flags=re.S))
+        for internal in ("not found", "has no", "Traceback", "None"):
+            self.assertNotIn(internal, body, internal)
+        self.assertIn("the scenario\u2019s --help", html.unescape(page))  # the facts say where the story came from
 
     def test_the_story_says_this_run_s_scale_and_variant(self):
         page = self.page(make_run(self.tmp, scale="quick"))
@@ -133,8 +142,74 @@ class ThePage(Base):
                       "payload 76.3 MiB. A PASS here means it leaked as designed.", page)
         page = self.page(make_run(self.tmp, "fake_scn.fixed.native.glibc-20260101-120000-2", variant="fixed"))
         self.assertIn("the fixed variant at quick scale", page)
-        self.assertIn("the leak this variant fixes: a PASS here means the fix held", page)
+        self.assertIn("A PASS here means the fix held", page)
         self.assertNotIn("as designed", page)
+
+    def test_a_quick_leaky_page_tells_the_story_at_its_own_scale(self):
+        run = make_run(self.tmp, "blocked_workers.leaky.native.glibc-20260101-120000-4", scenario="blocked_workers",
+                       variant="leaky", scale="quick", params={"workers": 1000, "elements": 10000})
+        story = _text(_section(self.page(run), "story"))
+        self.assertIn("1,000 threads each append 10,000 random int64 to a buffer, then wait on a channel that "
+                      "nobody closes. They never run again", story)
+        self.assertIn("76.3 MiB of buffers, held", story)
+        for seed in ("Ten thousand", "10,000 goroutines", "goroutines fill"):
+            self.assertNotIn(seed, story)
+
+    def test_a_fixed_page_tells_the_fix_not_the_leak(self):
+        run = make_run(self.tmp, "blocked_workers.fixed.native.glibc-20260101-120000-5", scenario="blocked_workers",
+                       variant="fixed", scale="quick", params={"workers": 1000, "elements": 10000})
+        story = _text(_section(self.page(run), "story"))
+        self.assertIn("Main closes it: every receive returns", story)
+        self.assertNotIn("never run again", story)
+        self.assertNotIn("as designed", story)
+        self.assertIn("the fix held", story)
+
+    def test_options_with_dashes_fill_their_placeholders(self):
+        run = make_run(self.tmp, "delayed_exit.retained.native.glibc-20260101-120000-10", scenario="delayed_exit",
+                       variant="retained", payload=89_184_000,
+                       params={"workers": 1000, "elements": 10000, "records": 1, "hold-ms": 200, "idle-ms": 0})
+        story = _text(_section(self.page(run), "story"))
+        self.assertIn("1,000 threads each grow a buffer of 10,000 int64 (85.1 MiB in all), hold it 200 ms", story)
+
+    def test_a_compare_page_tells_both_variants(self):
+        a = make_run(self.tmp, "blocked_workers.leaky.native.glibc-20260101-120000-6", scenario="blocked_workers",
+                     variant="leaky", params={"workers": 1000, "elements": 10000})
+        b = make_run(self.tmp, "blocked_workers.fixed.native.glibc-20260101-120000-7", scenario="blocked_workers",
+                     variant="fixed", params={"workers": 1000, "elements": 10000})
+        story = _text(_section(report.render_compare(report.Run(a), report.Run(b), []), "story"))
+        self.assertIn("A, leaky: 1,000 threads", story)
+        self.assertIn("B, fixed: 1,000 threads", story)
+        self.assertIn("Main closes it", story)
+
+    def test_every_variant_of_a_scenario_page_has_its_run_story(self):
+        # Each paragraph names only figures a run of it has: its options, and the payload.
+        for name, variants, options in (("blocked_workers", {"leaky", "orphaned", "fixed"}, {"workers", "elements"}),
+                                        ("delayed_exit", {"retained", "returned"},
+                                         {"workers", "elements", "records", "hold_ms", "idle_ms", "idle_step_ms"}),
+                                        ("rw_gateway", {"leaky", "fixed"},
+                                         {"connections", "frames", "session_kb", "race_window_us"})):
+            stories = report.run_stories((report.DOCS / f"{name}.md").read_text())
+            self.assertEqual(set(stories), variants, name)
+            for variant, text in stories.items():
+                self.assertLessEqual(set(report.PLACEHOLDER.findall(text)), options | {"payload"}, (name, variant))
+                self.assertIsNotNone(report.fill(text, dict.fromkeys(options | {"payload"}, "1")), (name, variant))
+
+    def test_a_zoo_kernel_without_a_docs_page_says_what_this_run_leaves(self):
+        if not (report.EXPECTED_DIR / "zoo" / "cockroach10214.toml").is_file():
+            self.skipTest("no expected/zoo/cockroach10214.toml")
+        run = make_run(self.tmp, "cockroach10214.leaky.native.glibc-20260101-120000-8", scenario="cockroach10214",
+                       variant="leaky", params={"instances": 1})
+        page = self.page(run)
+        story = _text(_section(page, "story"))
+        self.assertIn("calls the leaky function once: it leaves 2 threads blocked for good", story)
+        self.assertIn("64.0 KiB of heap they keep alive", story)
+        fixed = make_run(self.tmp, "cockroach10214.fixed.native.glibc-20260101-120000-9", scenario="cockroach10214",
+                         variant="fixed", params={"instances": 3})
+        story = _text(_section(self.page(fixed), "story"))
+        self.assertIn("calls the fixed function 3 times: every thread it starts finishes", story)
+        self.assertNotIn("not found", _text(page))
+        self.assertIn("scenarios/zoo/cockroach10214.c", html.unescape(page))  # the facts point at the kernel
+        self.assertIn("compared now with expected/zoo/cockroach10214.toml", page)  # the file that exists
 
     def test_verdict_rows_name_their_phase_and_a_leak_s_pass_says_what_it_means(self):
         rows = [("threads == workers + 1", "== 1001", "1001", "PASS"),
@@ -240,6 +315,34 @@ class Svg(Base):
     def test_an_unreadable_file_is_none(self):
         self.assertIsNone(report.inline_svg(self.tmp / "missing.svg", "p-", "f", "l"))
         self.assertIsNone(self.inline("not an svg at all"))
+
+
+class Fold(unittest.TestCase):
+    """heapgraph.fold: the graph opens on the program's code, not on thread start-up frames."""
+
+    @staticmethod
+    def node(n, name, flat, y):
+        return (f'<g id="node{n}" class="node"><title>N{n}</title><polygon points="0,{y} 100,{y} 100,{y + 30} 0,{y + 30}"/>'
+                f'<text x="1" y="{y}">{name}</text><text x="1" y="{y + 10}">{flat}</text></g>')
+
+    @staticmethod
+    def edge(n, a, b):
+        return f'<g id="edge{n}" class="edge"><title>N{a}&#45;&gt;N{b}</title><path d="M0,0"/></g>'
+
+    def test_start_up_frames_that_allocate_nothing_are_folded(self):
+        from scripts.views import heapgraph
+        svg = ('<svg viewBox="0 0 100 400"><g id="graph0" class="graph" transform="translate(4 400)">'
+               + self.node(1, "clone3", "0.0 (0.0%)", -390) + self.node(2, "start_thread", "0.0 (0.0%)", -300)
+               + self.node(3, "worker", "0.0 (0.0%)", -200) + self.node(4, "fill_buffer", "125.0 (98.9%)", -100)
+               + self.edge(1, 1, 2) + self.edge(2, 2, 3) + self.edge(3, 3, 4) + "</g></svg>")
+        out, _ = heapgraph.fold(svg, "fill_buffer")
+        folded = set(re.findall(r'<g id="(node\d)" data-folded="1"', out))
+        self.assertEqual(folded, {"node1", "node2"})
+        self.assertIn('viewBox="-8 188 ', out)   # cropped to worker and fill_buffer: -200 + 400 - 12
+        # A start-up frame that allocates is the program's own: kept.
+        kept = svg.replace(self.node(1, "clone3", "0.0 (0.0%)", -390), self.node(1, "clone3", "1.0 (0.8%)", -390))
+        out, _ = heapgraph.fold(kept, "fill_buffer")
+        self.assertEqual(set(re.findall(r'<g id="(node\d)" data-folded="1"', out)), set())
 
 
 class Story(unittest.TestCase):
@@ -389,7 +492,8 @@ class RealRun(Base):
         page = self.page(run_dir)
         for sid in SECTIONS:
             self.assertIn(f'<section id="{sid}">', page)
-        self.assertIn("Ten thousand goroutines", page)  # the seed's story, and then what this run is:
+        self.assertIn("100 threads each append 10,000 random int64", page)  # the story at this run's scale,
+        self.assertNotIn("Ten thousand", page)                            # and then what this run is:
         self.assertIn("<strong>This run:</strong> the leaky variant at quick scale: 100 worker threads", page)
         self.assertIn('id="verdict-table"', page)                 # compared now: blocked_workers has checks
         self.assertIn("threads == workers + 1", page)

@@ -65,6 +65,9 @@ class TruthTable(unittest.TestCase):
         self.assertTrue(leaky.leaks())
         self.assertFalse(t.variants["fixed"].leaks())
         self.assertEqual(t.wait_sites(), ("send_result", "ncast_leak"))
+        self.assertEqual(t.cause, "")
+        self.assertEqual(load_text(TRUTH.replace("go_flaky = false", 'go_flaky = false\ncause = "missing_receive"'))
+                         .truth.cause, "missing_receive")
 
     def test_one_primitive_for_every_site(self):
         t = load_text(TRUTH.replace('primitive = ["chan_send", "chan_recv"]', 'primitive = "mutex"')).truth
@@ -96,6 +99,8 @@ class TruthTable(unittest.TestCase):
             "no origin": (TRUTH.replace('origin = "LeakProf NCastLeak"\n', ""), "'origin' is required"),
             "bad regex": (TRUTH.replace("go_leaks = ['nCastLeak", "go_leaks = ['(nCastLeak"), "not a regular expression"),
             "orphaned not a bool": (TRUTH.replace("orphaned = true", 'orphaned = "yes"'), "true or false"),
+            "unknown cause": (TRUTH.replace("go_flaky = false", 'go_flaky = false\ncause = "deadlock"'),
+                              "cause = 'deadlock' is not one of lock_order"),
             "a site that is no function name": (TRUTH.replace('"ncast_leak"]', '"x) + census.count_at(y"]'),
                                                 "is not a function name"),
             "deeply nested": (TRUTH.replace('"5 * instances"', '"' + "(" * 150 + "instances" + ")" * 150 + '"'),
@@ -260,6 +265,7 @@ class WhereZooFilesAre(unittest.TestCase):
                 exp = expected.load(expected.path_for(name, fakes.REPO / "expected"))
                 self.assertIsNotNone(exp.truth, f"expected/zoo/{name}.toml has no [truth]")
                 self.assertEqual(set(exp.truth.variants), {"leaky", "fixed"})
+                self.assertIn(exp.truth.cause, expected.CAUSES, f"expected/zoo/{name}.toml: [truth] has no cause")
 
     def test_list_shows_the_zoo_with_pattern_and_origin(self):
         with tempfile.TemporaryDirectory() as d:

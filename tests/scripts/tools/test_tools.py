@@ -5,8 +5,12 @@ import unittest
 from pathlib import Path
 
 import fakes  # noqa: F401
+from scripts.tools import drd
 from scripts.tools import heapprof
+from scripts.tools import helgrind
 from scripts.tools import memcheck
+from scripts.tools import sanitizer
+from scripts.tools import tsan
 
 MAPS = ("\nMAPPED_LIBRARIES:\n"
         "5647000-5648000 r-xp 00001000 00:00 10952868    /build/scenarios/blocked_workers\n"
@@ -264,6 +268,103 @@ class MemcheckParsing(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def valgrind_xml(*errors, finished=True):
+    """A Helgrind/DRD --xml=yes report: errors as (kind, text, [functions]), innermost first."""
+    body = []
+    for i, (kind, text, fns) in enumerate(errors):
+        frames = "".join(f"<frame><fn>{fn}</fn></frame>" for fn in fns)
+        body.append(f"<error><unique>0x{i:x}</unique><tid>1</tid><kind>{kind}</kind>"
+                    f"<xwhat><text>{text}</text></xwhat><stack>{frames}</stack></error>")
+    status = "<status><state>RUNNING</state></status>" + ("<status><state>FINISHED</state></status>" if finished else "")
+    return f"<?xml version='1.0'?><valgrindoutput>{status}{''.join(body)}</valgrindoutput>"
+
+
+class CauseParsing(unittest.TestCase):
+    """Helgrind's, DRD's and TSan's reports mapped to the truth's causes
+    (docs/tools.md, "Causes"): each of their words, the census's own reports
+    left out, and the one cause a report names."""
+
+    def parse(self, module, *errors, finished=True):
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "x.xml"
+            path.write_text(valgrind_xml(*errors, finished=finished))
+            return helgrind.parse_xml(path, module.classify)
+
+    def test_helgrind_words(self):
+        p = self.parse(helgrind,
+                       ("LockOrder", 'Thread #1: lock order "0x1 before 0x2" violated', ["ll_canary_lock_order"]),
+                       ("Misc", "Thread #2: Attempt to re-lock a non-recursive lock I already hold", ["manage"]),
+                       ("Misc", "Thread #1: Exiting thread still holds 1 lock", ["_Exit", "exit", "ll_main"]),
+                       ("Misc", "Thread #3: Exiting thread still holds 1 lock",
+                        ["futex_wait", "__pthread_cond_wait_common", "pthread_cond_wait@@GLIBC_2.3.2", "stop"]),
+                       ("Misc", "Thread #4: Exiting thread still holds 2 locks",
+                        ["futex_wait", "__lll_lock_wait", "pthread_mutex_lock@@GLIBC_2.2.5", "report_unreachable"]),
+                       ("Race", "Possible data race during read of size 4 at 0x1 by thread #2", ["worker"]),
+                       # the census's own: left out, whatever it says
+                       ("Race", "Possible data race during read of size 8", ["slot_of", "on_capture_signal"]),
+                       ("Race", "Possible data race during read of size 8", ["memmove", "tc_capture",
+                                                                             "threadcheck_snapshot_take"]))
+        self.assertEqual(p["causes"], {"lock_order": 1, "double_lock": 1, "missing_unlock": 1,
+                                       "wait_holding_lock": 1, "data_race": 1})
+        self.assertEqual((p["holding"], p["harness"], p["error_count"]), (3, 2, 6))
+        self.assertEqual(helgrind.main_cause(p["causes"]), "lock_order")
+        self.assertTrue(p["finished"])
+
+    def test_blocked_on_a_lock_names_no_cause(self):
+        p = self.parse(helgrind, ("Misc", "Thread #2: Exiting thread still holds 1 lock",
+                                  ["futex_wait", "__lll_lock_wait", "lll_mutex_lock_optimized",
+                                   "pthread_mutex_lock@@GLIBC_2.2.5", "send_queued_heartbeats"]))
+        self.assertEqual((p["causes"], p["holding"]), ({}, 1))
+        self.assertEqual(helgrind.main_cause(p["causes"]), "none")
+        doc = helgrind.tool_report("helgrind", p, {"tool_path": "v", "tool_version": "valgrind-3.19.0"})
+        self.assertEqual((doc["verdict"], doc["cause"], doc["kinds"]["holding"]["blocks"]), ("reported", "none", 1))
+
+    def test_only_the_census_is_not_reported(self):
+        p = self.parse(helgrind, ("Race", "Possible data race", ["slot_of", "on_capture_signal"]))
+        doc = helgrind.tool_report("helgrind", p, {"tool_path": "v", "tool_version": "v"})
+        self.assertEqual((doc["verdict"], doc["cause"], doc["harness_errors"]), ("not reported", "none", 1))
+
+    def test_drd_words(self):
+        p = self.parse(drd, ("MutexErr", "Recursive locking not allowed: mutex 0x4bbf060, recursion count 1, owner 2.",
+                             ["pthread_mutex_lock@*", "manage"]),
+                       ("ConflictingAccess", "Conflicting store by thread 1 at 0x1 size 4", ["ll_canary_race"]),
+                       ("MutexErr", "Mutex not locked by calling thread: mutex 0x1", ["f"]),
+                       ("MutexErr", "Mutex still locked at thread exit: mutex 0x1, recursion count 1, owner 2.",
+                        ["start_thread"]),
+                       # the harness's count of unjoined threads reads glibc's list unlocked: left out
+                       ("ConflictingAccess", "Conflicting load by thread 1", ["ll_unjoined_threads", "phase"]))
+        self.assertEqual(p["causes"], {"double_lock": 1, "data_race": 1, "bad_unlock": 1, "missing_unlock": 1})
+        self.assertEqual(p["harness"], 1)
+        self.assertEqual(p["holding"], 0)
+        doc = helgrind.tool_report("drd", p, {"tool_path": "v", "tool_version": "v"}, holding_kind=False)
+        self.assertEqual((doc["verdict"], doc["cause"], doc["kinds"]), ("reported", "double_lock", {}))
+
+    def test_unfinished_xml_is_refused(self):
+        with tempfile.TemporaryDirectory() as d:
+            path = Path(d) / "x.xml"
+            path.write_text(valgrind_xml(("Race", "r", ["f"]))[:-30])
+            with self.assertRaises(ValueError):
+                helgrind.parse_xml(path)
+
+    def test_tsan_causes(self):
+        parsed = sanitizer.parse_tsan(
+            "==================\nWARNING: ThreadSanitizer: lock-order-inversion (potential deadlock) (pid=1)\n"
+            "  Cycle in lock order graph: M1 => M2 => M1\n==================\n"
+            "==================\nWARNING: ThreadSanitizer: thread leak (pid=1)\n  Thread T1 (tid=2, finished) created by main thread at:\n"
+            "    #0 pthread_create x.c:1\n    #1 ll_canary_unjoined_thread x.c:2\n==================\n"
+            "ThreadSanitizer: reported 2 warnings\n")
+        causes, cause = tsan.causes_of(parsed)
+        self.assertEqual(causes, {"lock_order": 1, "missing_join": 1})
+        self.assertEqual(cause, "lock_order")
+        empty = sanitizer.parse_tsan("")
+        self.assertEqual(tsan.causes_of(empty), ({}, "none"))
+
+    def test_tsan_asks_for_the_deadlock_detector(self):
+        env = tsan.command(None, None, None, [], [])[1]["TSAN_OPTIONS"]
+        self.assertIn("detect_deadlocks=1", env)
+        self.assertIn("second_deadlock_stack=1", env)
 
 
 class SourceNames(unittest.TestCase):

@@ -661,8 +661,41 @@ class DetectionSummary(unittest.TestCase):
         self.assertRegex(text, r"heaptrack\s+1/2\s+k2\s+1/1\s+k1")
         md = matrix.markdown(doc)
         self.assertIn("## Detection summary (zoo)", md)
-        self.assertIn("| memcheck | 0/1 | k1 | 0/1 | - | k2/leaky |", md)
+        self.assertIn("| memcheck | 0/1 | k1 | 0/1 | - | - | - | - | k2/leaky |", md)
         self.assertTrue(md.rstrip().endswith("|"))  # the summary is the page's last section
+
+    def test_cause_recall(self):
+        """A tool that names causes gets a cause recall (its cause == the
+        truth's), cause false positives (a fixed twin it names any cause for)
+        and real deadlocks (leaky lock-cycle kernels it names a lock cause for);
+        a tool that names none gets '-'."""
+        holding = {"holding": {"bytes": 0, "blocks": 2}}
+        def hg(scenario, variant, cause, truth_cause, **kw):
+            c = zoo_cell(scenario, variant, "helgrind", verdict="reported" if cause != "none" else "not reported",
+                         kinds=holding if variant == "leaky" else {"holding": {"bytes": 0, "blocks": 0}},
+                         reported=["holding"], leaks=variant == "leaky", **kw)
+            c["cause"], c["truth"]["cause"] = cause, truth_cause
+            return c
+        cells = [
+            hg("k1", "leaky", "none", "lock_order"),            # a real AB-BA deadlock: threads held, no cycle named
+            hg("k2", "leaky", "double_lock", "double_lock"),    # the re-lock, named before blocking
+            hg("k3", "leaky", "wait_holding_lock", "wait_holding_lock"),
+            hg("k4", "leaky", "missing_unlock", "wait_holding_lock"),   # a cause, but not the truth's
+            hg("k1", "fixed", "none", "lock_order"),
+            hg("k2", "fixed", "data_race", "double_lock"),      # any cause on a fixed twin: a false positive
+            zoo_cell("k1", "leaky", "threadcheck", verdict="reported", kinds={"alive": {"bytes": 0, "blocks": 2}},
+                     reported=["alive"]),
+        ]
+        doc = matrix.document(cells, ["k1", "k2", "k3", "k4"], ["helgrind", "threadcheck"], "quick")
+        d = doc["detection"]["helgrind"]
+        self.assertEqual(d["detected"], ["k1", "k2", "k3", "k4"])   # the leak: threads named holding locks
+        self.assertEqual((d["cause_leaky"], d["cause_detected"]), (4, ["k2", "k3"]))
+        self.assertEqual(d["cause_false_positives"], ["k2"])
+        self.assertEqual((d["deadlocks"], d["deadlocks_seen"]), (2, ["k2"]))
+        self.assertNotIn("cause_leaky", doc["detection"]["threadcheck"])
+        md = matrix.markdown(doc)
+        self.assertIn("| helgrind | 4/4 | - | 1/2 | k2 | 2/4 | 1/2 | 1/2 | - |", md)
+        self.assertIn("| threadcheck | 1/1 | - | 0/0 | - | - | - | - | - |", md)
 
     def test_no_zoo_no_summary(self):
         doc = matrix.document([cell()], ["blocked_workers"], ["memcheck"], "quick")

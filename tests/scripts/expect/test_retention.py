@@ -1,0 +1,157 @@
+"""Tests of the retention kernels' [truth] (scripts/expect/retention.py): the
+table's validation, its expressions, and the rows a native run gets. Every
+row has a violating case: a run that disagrees with the truth must FAIL."""
+
+import tempfile
+import unittest
+from pathlib import Path
+
+import fakes
+from fakes import make_run, snapshot
+from scripts.expect import comparer, expected, retention
+
+MB = 1 << 20
+PAGE = 4096
+
+TRUTH = """
+[[check]]
+variant = "kept"
+phase = "freed"
+expect = "threads == 1"
+
+[truth]
+pattern = "a small block at the top pins the burst below it"
+phase = "freed"
+tolerance = 0.02
+noise_bytes = 524288
+
+[truth.kept]
+in_use = "pin_bytes + 16"
+free_resident = "blocks * block_bytes"
+
+[truth.kept.counters]
+blocks = "0"
+
+[truth.trimmed]
+in_use = "pin_bytes + 16"
+free_resident = "2 * page"
+released = "blocks * block_bytes - 2 * page"
+
+[truth.trimmed.tcmalloc]
+free_resident = "0"
+"""
+PARAMS = {"blocks": 256, "block-bytes": 65536, "pin-bytes": 64}
+PAYLOAD = 256 * 65536
+
+
+def load_text(text):
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "k.toml"
+        path.write_text(text)
+        return expected.load(path)
+
+
+def phases(rss_anon, in_use, free_held, released=-1, blocks=0, allocator="glibc"):
+    """baseline, then `freed` grown by the given bytes."""
+    base = snapshot(rss_anon_bytes=10 * MB, threads=1, counters={"blocks": 0},
+                    alloc={"allocator": allocator, "in_use_bytes": MB, "free_held_bytes": MB,
+                           "released_bytes": -1 if released == -1 else 0, "arenas": 1})
+    freed = snapshot(rss_anon_bytes=10 * MB + rss_anon, threads=1, counters={"blocks": blocks},
+                     alloc={"allocator": allocator, "in_use_bytes": MB + in_use, "free_held_bytes": MB + free_held,
+                            "released_bytes": released, "arenas": 1})
+    return [("baseline", base), ("freed", freed)]
+
+
+def verdict(tmp, variant, ph, allocator="glibc"):
+    run = make_run(tmp, ph, variant=variant, allocator=allocator, params=PARAMS, payload_bytes=PAYLOAD)
+    exp = Path(tmp) / "k.toml"
+    exp.write_text(TRUTH)
+    return comparer.compare(run, exp)
+
+
+class TruthTable(unittest.TestCase):
+    def test_loads_as_a_retention_truth(self):
+        t = load_text(TRUTH).truth
+        self.assertTrue(t.retention)
+        self.assertEqual(t.phase, "freed")
+        self.assertEqual(set(t.variants), {"kept", "trimmed"})
+        self.assertEqual(t.value("kept", "free_resident", PARAMS), PAYLOAD)
+        self.assertEqual(t.value("kept", "resident", PARAMS), PAYLOAD + 80)
+        self.assertEqual(t.value("trimmed", "free_resident", PARAMS, "tcmalloc"), 0)
+        self.assertEqual(t.value("trimmed", "free_resident", PARAMS, "glibc"), 2 * PAGE)
+
+    def test_the_zoo_truth_is_still_the_zoo_s(self):
+        zoo = (Path(fakes.REPO) / "expected" / "zoo" / "ncast_leak.toml")
+        self.assertFalse(getattr(expected.load(zoo).truth, "retention", False))
+
+    def test_expressions(self):
+        self.assertEqual(retention.evaluate("min(threads, floor(40 * MiB / (64 * KiB + page)))", {"threads": 2048}), 602)
+        self.assertEqual(retention.evaluate("huge_pages * huge_page", {"huge-pages": 3}), 3 * 2 * MB)
+        with self.assertRaises(expected.Unresolved):
+            retention.evaluate("nosuch * 2", PARAMS)
+
+    def test_broken_tables_are_refused(self):
+        for bad, why in [(TRUTH.replace('phase = "freed"\ntolerance', 'tolerance'), "zoo"),
+                         (TRUTH.replace('free_resident = "blocks * block_bytes"', 'free_resident = "__import__(1)"'),
+                          "call"),
+                         (TRUTH.replace('in_use = "pin_bytes + 16"\nfree_resident = "blocks',
+                                        'in_use = "pin_bytes + 16"\nkept_bytes = "1"\nfree_resident = "blocks'), "key"),
+                         (TRUTH.replace("noise_bytes = 524288", "noise_bytes = -1"), "noise"),
+                         (TRUTH.replace('[truth.trimmed.tcmalloc]\nfree_resident = "0"', '[truth.trimmed.musl]\nx = "0"'),
+                          "allocator")]:
+            with self.subTest(why), self.assertRaises(expected.ExpectedFileError):
+                load_text(bad)
+
+    def test_every_retention_file_loads(self):
+        names = expected.scenarios_in(Path(fakes.REPO) / "expected", "retention")
+        self.assertGreaterEqual(len(names), 8)
+        for name in names:
+            with self.subTest(name):
+                self.assertTrue(expected.load(expected.path_for(name, Path(fakes.REPO) / "expected")).truth.retention)
+
+
+class TruthRows(unittest.TestCase):
+    def rows(self, v):
+        return {r.check: r.verdict for r in v.rows if r.check.startswith("truth:")}
+
+    def test_a_run_that_keeps_the_burst_passes_kept(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", phases(rss_anon=PAYLOAD + 300_000, in_use=20_000, free_held=PAYLOAD))
+            self.assertEqual(set(self.rows(v).values()), {"PASS"}, v.rows)
+            self.assertEqual(v.code, 0)
+
+    def test_a_run_that_returned_the_burst_fails_kept(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", phases(rss_anon=200_000, in_use=20_000, free_held=PAYLOAD))
+            self.assertEqual(self.rows(v)["truth: rss_anon_bytes@freed - @baseline ≈ resident"], "FAIL")
+            self.assertEqual(v.code, 1)
+
+    def test_glibc_free_held_counts_released_too(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = verdict(tmp, "trimmed", phases(rss_anon=150_000, in_use=20_000, free_held=PAYLOAD))
+            self.assertEqual(set(self.rows(ok).values()), {"PASS"}, ok.rows)
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = verdict(tmp, "trimmed", phases(rss_anon=150_000, in_use=20_000, free_held=0))
+            self.assertEqual(self.rows(bad)["truth: alloc.free_held_bytes@freed - @baseline ≈ free_resident + released"],
+                             "FAIL")
+
+    def test_tcmalloc_released_is_checked(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "trimmed", phases(rss_anon=0, in_use=0, free_held=0, released=0, allocator="tcmalloc"),
+                        allocator="tcmalloc")
+            self.assertEqual(self.rows(v)["truth: alloc.released_bytes@freed - @baseline ≈ released"], "FAIL")
+
+    def test_counters(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", phases(rss_anon=PAYLOAD, in_use=0, free_held=PAYLOAD, blocks=5))
+            self.assertEqual(self.rows(v)["truth: counters.blocks@freed - @baseline ≈ counters.blocks"], "FAIL")
+
+    def test_a_variant_without_truth_is_an_error(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "ordered", phases(rss_anon=0, in_use=0, free_held=0))
+            self.assertIn("ERROR", {r.verdict for r in v.rows})
+            self.assertEqual(v.code, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
