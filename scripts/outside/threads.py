@@ -10,7 +10,7 @@ The C half, BUILD/threadcheck/outside/threaddump, stops the threads with ptrace,
 them with elfutils' libdw, lets them go and prints one JSON document (threads, and a table
 of named locations their stacks point into). This module groups the threads, prints the
 groups largest first, or writes them as JSON (--json) or as a pprof profile (--pprof FILE,
-one sample per thread) that `go tool pprof` opens.
+one sample per group of identical threads) that `go tool pprof` opens.
 
 Any process the user may trace works: built with leaklab or not; function names need a
 symbol table, file:line needs debug info (DWARF)."""
@@ -50,7 +50,7 @@ def add_arguments(p):
     out.add_argument("--json", action="store_true",
                      help="print the groups as one JSON document (for tools) instead of the dump")
     p.add_argument("--pprof", metavar="FILE", type=Path,
-                   help="also write a pprof profile (gzipped profile.proto, one sample per thread): "
+                   help="also write a pprof profile (gzipped profile.proto, one sample per group of identical threads): "
                         "go tool pprof -top FILE")
     p.add_argument("--stop-timeout", metavar="SEC", type=float, default=DEFAULT_STOP_TIMEOUT_S,
                    help="give up on threads that have not stopped once SEC s pass with no thread "
@@ -276,10 +276,13 @@ def to_json(doc, groups):
 # ---- pprof ----
 
 def profile(doc, now_ns=None):
-    """A pprof Profile of the dump: one sample per thread (value 1), its stack as locations,
-    labels for what the kernel said (state, wchan, syscall, wait address, thread name).
-    No tid label: like a goroutine profile's samples, identical ones must stay identical,
-    so that `pprof -traces` shows one trace per group, not one per thread."""
+    """A pprof Profile of the dump: one sample per distinct stack and labels, its value the
+    number of threads (as Go's runtime/pprof writes a goroutine profile), its stack as
+    locations, labels for what the kernel said (state, wchan, syscall, wait address, thread
+    name). No tid label, so identical threads are one sample and `pprof -traces` shows one
+    trace per group. (Written one per thread, they were grouped only by a pprof that merges
+    a lone profile's samples: Go 1.19's did; Go 1.24's skips the merge for a single profile,
+    internal/driver/fetch.go combineProfiles, and printed 1,001 traces.)"""
     p = pprof_format.Profile(sample_type=("threads", "count"), time_nanos=now_ns or time.time_ns(),
                              comments=[f"leaklab threads: pid {doc['pid']} ({doc['command']}), "
                                        f"{doc.get('threads_seen', 0)} threads"])
@@ -299,13 +302,17 @@ def profile(doc, now_ns=None):
             lines.append((fid, f["line"] or 0))
         location_ids[loc["id"]] = p.location(int(loc["address"], 16), lines,
                                              mapping=mapping_ids.get(loc.get("module"), 0))
+    samples = {}  # (stack, labels) -> [stack, labels, threads], in the document's order
     for th in doc["threads"]:
         if not th["stack"]:
             continue
         labels = {"state": th["state"], "wchan": th["wchan"], "syscall": th["syscall"], "thread": th["name"]}
         if th["wait_address"]:
             labels["wait"] = th["wait_address"]
-        p.sample([location_ids[i] for i in th["stack"]], [1], labels=labels)
+        stack = [location_ids[i] for i in th["stack"]]
+        samples.setdefault((tuple(stack), tuple(sorted(labels.items()))), [stack, labels, 0])[2] += 1
+    for stack, labels, count in samples.values():
+        p.sample(stack, [count], labels=labels)
     return p
 
 
@@ -350,8 +357,8 @@ def cmd_threads(args):
     else:
         print(text(doc, groups))
     if args.pprof:
-        samples = write_pprof(doc, args.pprof)
-        print(f"leaklab threads: wrote {args.pprof} ({samples} samples, one per thread); "
+        unwound = write_pprof(doc, args.pprof)
+        print(f"leaklab threads: wrote {args.pprof} ({unwound} threads, one sample per group of identical ones); "
               f"open it with: go tool pprof -top {args.pprof}", file=sys.stderr)
     return EXIT_OK
 

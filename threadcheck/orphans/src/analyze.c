@@ -534,6 +534,43 @@ static bool at_syscall(const or_slot *s)
     return insn[0] == 0x0f && insn[1] == 0x05;
 }
 
+/* Whether pthread_cancel would end thread t where it waits now: cancellation
+ * enabled, and t inside a cancellation point (or in asynchronous mode).
+ * glibc before 2.41 switched a thread to asynchronous cancellation around
+ * each blocking cancellation point (__pthread_enable_asynccancel), so the
+ * type bit said it. glibc 2.41 ([BZ 12683], "Race conditions in pthread
+ * cancellation") leaves the type alone: every cancellable syscall goes
+ * through __syscall_cancel_arch, whose single syscall instruction the
+ * SIGCANCEL handler recognises by address. That symbol is hidden, so orphans
+ * recognises its code instead: the instruction before the syscall is
+ * `mov %r11,0x8(%rsp)`, storing the &pd->cancelhandling it was called with
+ * (__internal_syscall_cancel calls it only with cancellation enabled). A
+ * thread stopped there (at_syscall: the restarted syscall) with that very
+ * address at sp + 8 waits in a cancellation point. */
+static bool cancellable_now(const or_glibc *g, const or_thread *t)
+{
+    enum { CANCELSTATE_DISABLE = 1, CANCELTYPE_ASYNC = 2 };
+    uintptr_t handling = t->pd + g->off_cancelhandling;
+    uint32_t ch = 0;
+    memcpy(&ch, (const void *)handling, sizeof ch);
+    if (!t->handle_seen || (ch & CANCELSTATE_DISABLE))
+        return false;
+    if (ch & CANCELTYPE_ASYNC)
+        return true; /* glibc < 2.41 inside a cancellation point, or asynchronous by choice */
+    const or_slot *s = t->slot;
+    if (!s || s->at_safe_point || s->on_altstack || !at_syscall(s))
+        return false;
+    static const unsigned char mov_r11_to_sp8[5] = {0x4c, 0x89, 0x5c, 0x24, 0x08};
+    uintptr_t rip = s->gregs[REG_RIP], sp = s->gregs[REG_RSP];
+    if (!readable(rip - sizeof mov_r11_to_sp8, sizeof mov_r11_to_sp8) ||
+        memcmp((const void *)(rip - sizeof mov_r11_to_sp8), mov_r11_to_sp8, sizeof mov_r11_to_sp8) != 0 ||
+        !readable(sp + 8, sizeof(uintptr_t)))
+        return false;
+    uintptr_t saved;
+    memcpy(&saved, (const void *)(sp + 8), sizeof saved);
+    return saved == handling; /* glibc >= 2.41: in __syscall_cancel_arch */
+}
+
 /* The futex word a thread waits on without a timeout, or 0 (runnable). */
 static uintptr_t futex_wait_of(const or_slot *s, bool *shared)
 {
@@ -1105,11 +1142,8 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
             }
             default: reachable = true;
             }
-            if (!reachable && a->cfg.cancel_wakes && t->handle_seen) {
-                uint32_t ch = 0;
-                memcpy(&ch, (const void *)(t->pd + g->off_cancelhandling), sizeof ch);
-                reachable = (ch & 2) && !(ch & 1); /* cancel type async (inside a cancellation point), enabled */
-            }
+            if (!reachable && a->cfg.cancel_wakes)
+                reachable = cancellable_now(g, t);
             if (reachable) {
                 t->fate = OR_WAKEABLE;
                 thread_roots(&m, i);
@@ -1136,9 +1170,7 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
         or_thread *t = thread_at(&m, i);
         if (t->wait == OR_WAIT_NONE || t->fate == OR_WAKEABLE)
             continue;
-        uint32_t ch = 0;
-        memcpy(&ch, (const void *)(t->pd + g->off_cancelhandling), sizeof ch);
-        bool cancellable = t->handle_seen && (ch & 2) && !(ch & 1);
+        bool cancellable = cancellable_now(g, t);
         t->fate = cancellable ? OR_CANCELLABLE : OR_LEAKED;
         a->leaked++;
         a->cancellable += cancellable;
