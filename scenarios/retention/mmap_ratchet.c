@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 enum {
     QUICK_BLOCKS = 64,          /* x 256 KiB = 16 MiB */
@@ -78,10 +79,27 @@ static void run_pattern(ll_run *run)
     ratchet(run);
     ll_phase(run, "ratcheted");
 
+    /* A block the heap served (below the program break: the main arena)
+     * needs its record right above it, carved from the top: glibc hands a
+     * small request a chunk from its free lists first (the harness's own
+     * freed blocks), and records taken from there would leave the blocks
+     * side by side, to be trimmed whole from the top on free. So a record
+     * that lands below its block is kept aside (linked through its first
+     * word, freed at the end) and another is asked for: at most what the
+     * free lists hold. A block with a mapping of its own (the fixed variant)
+     * needs nothing of its record. */
+    char *misplaced = NULL;
     for (long long i = 0; i < n; i++) {
         blocks[i] = ll_xmalloc(run, bytes);
         memset(blocks[i], (int)(i & 0x7f) + 1, bytes);
-        records[i] = ll_xmalloc(run, RECORD_BYTES); /* kept: a summary of what the block held */
+        bool from_heap = (void *)blocks[i] < sbrk(0);
+        for (;;) {
+            records[i] = ll_xmalloc(run, RECORD_BYTES); /* kept: a summary of what the block held */
+            if (!from_heap || records[i] > blocks[i])
+                break;
+            memcpy(records[i], &misplaced, sizeof misplaced);
+            misplaced = records[i];
+        }
         memset(records[i], 'r', RECORD_BYTES);
         atomic_fetch_add(&kept_records, 1);
     }
@@ -91,6 +109,12 @@ static void run_pattern(ll_run *run)
         free(blocks[i]);
     ll_phase(run, "freed");
 
+    while (misplaced) {
+        char *next;
+        memcpy(&next, misplaced, sizeof next);
+        free(misplaced);
+        misplaced = next;
+    }
     for (long long i = 0; i < n; i++)
         free(records[i]);
     atomic_store(&kept_records, 0);

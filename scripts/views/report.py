@@ -657,6 +657,76 @@ def phase_table(run):
     return "\n".join(rows) + "\n" + note + "</p>"
 
 
+# `leaklab memstats` of the run held at a phase (memstats-PHASE.json, which an expected
+# file's [[driver]] on "hold" writes: delayed_exit's quick native runs): one stacked bar
+# of the RSS per snapshot. Its items grouped: (label, Go's name, colour, item-name prefixes);
+# the last group takes every other item, the unexplained remainder included.
+MEMSTATS_GROUPS = (
+    ("heap in use", "HeapInuse", "#d62728", ("heap in use",)),
+    ("heap free, still resident", "HeapIdle - HeapReleased", "#ff9896", ("heap free, still resident",)),
+    ("allocator heap, not itemized", "HeapSys - HeapReleased", "#e377c2", ("allocator heap",)),
+    ("thread stacks", "StackInuse", "#2ca02c", ("thread stacks (live",)),
+    ("cached thread stacks", "-", "#98df8a", ("thread stacks cached",)),
+    ("code and libraries", "-", "#1f77b4", ("code and libraries",)),
+    ("other", "-", "#c7c7c7", ()),
+)
+
+
+def memstats_snapshots(run):
+    """[(phase, snapshot)] of the run's memstats-PHASE.json files, in phase order."""
+    found = []
+    for path in sorted(run.dir.glob("memstats-*.json")):
+        try:
+            snap = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(snap, dict) and isinstance(snap.get("items"), list) and isinstance(snap.get("rss_bytes"), int) \
+                and snap["rss_bytes"] > 0:
+            found.append((path.stem[len("memstats-"):], snap))
+    order = {name: i for i, name in enumerate(dict.fromkeys(run.data.phase_order))}
+    return sorted(found, key=lambda f: order.get(f[0], len(order)))
+
+
+def memstats_groups(snap):
+    """[(label, go name, colour, bytes)] of the groups with bytes, in MEMSTATS_GROUPS' order."""
+    sums = dict.fromkeys((g[0] for g in MEMSTATS_GROUPS), 0)
+    for item in snap["items"]:
+        n = item.get("bytes") if isinstance(item, dict) else None
+        if not isinstance(n, int) or isinstance(n, bool):
+            continue
+        name = str(item.get("name", ""))
+        label = next((g[0] for g in MEMSTATS_GROUPS if any(name.startswith(p) for p in g[3])), "other")
+        sums[label] += n
+    return [(label, go, colour, sums[label]) for label, go, colour, _ in MEMSTATS_GROUPS if sums[label]]
+
+
+def section_memstats(run):
+    out = ['<p>The RSS itemized from outside (<code>leaklab memstats PID</code>, '
+           '<code>docs/memstats.md</code>) while the run was held at a phase: glibc’s '
+           'arenas walked through /proc/PID/mem, residency from /proc/PID/pagemap, the rest from '
+           '/proc/PID/smaps; Go’s <code>runtime.MemStats</code> name beside each line.</p>']
+    for phase, snap in memstats_snapshots(run):
+        rss = snap["rss_bytes"]
+        groups = memstats_groups(snap)
+        segments = "".join(
+            f'<span style="width:{max(n, 0) / rss * 100:.2f}%;background:{colour}" '
+            f'title="{esc(label)}: {esc(fmt_bytes(n))}"></span>' for label, _, colour, n in groups)
+        rows = "".join(
+            f'<tr><td><span class="swatch" style="background:{colour}"></span>{esc(label)}</td>'
+            f'<td><code>{esc(go)}</code></td><td class="num">{esc(fmt_bytes(n) if n >= 0 else "-" + fmt_bytes(-n))}</td>'
+            f'<td class="num">{n / rss * 100:.1f} %</td></tr>' for label, go, colour, n in groups)
+        released = (snap.get("go") or {}).get("HeapReleased")
+        notes = (f'<p class="source">Not in RSS: heap free and already returned to the kernel (HeapReleased) '
+                 f'{esc(fmt_bytes(released))}.</p>' if isinstance(released, int) else "")
+        if not snap.get("settled", True):
+            notes += '<p class="missing">memstats’ walks did not settle: the figures are from its last walk.</p>'
+        out.append(f'<h3>At <code>{esc(phase)}</code>: RSS {esc(fmt_bytes(rss))}</h3>\n'
+                   f'<div class="membar" data-figure="memstats-{esc(phase)}">{segments}</div>\n'
+                   '<table class="memstats"><thead><tr><th>line</th><th>Go name</th><th>bytes</th>'
+                   f'<th>of RSS</th></tr></thead><tbody>{rows}</tbody></table>{notes}')
+    return "\n".join(out)
+
+
 def section_census(run):
     phases = [(name, ev) for name, ev in run.last_phases()
               if isinstance((ev.get("snapshot") or {}).get("census"), list)]
@@ -911,6 +981,9 @@ svg.figure-svg { display: block; width: 100%; height: auto; background: #fff; }
 figure.graph { max-height: 900px; overflow: auto; border: 1px solid #ddd; padding: .3em; }
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; } .side > div { min-width: 0; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.membar { display: flex; height: 1.4em; max-width: 760px; border: 1px solid #ccc; margin: .3em 0; }
+.membar > span { display: block; height: 100%; }
+.swatch { display: inline-block; width: .9em; height: .9em; margin-right: .4em; vertical-align: -.1em; }
 """
 
 
@@ -930,6 +1003,8 @@ def render_report(run):
         ("story", "The story", section_story(run)),
         ("timeline", "Timeline: RSS, heap in use, threads", section_timeline(run)),
         ("verdict", "Verdict", section_verdict(run)),
+        # Only when the run was looked at from outside (memstats-PHASE.json).
+        *([("memstats", "Where the RSS went: memstats", section_memstats(run))] if memstats_snapshots(run) else []),
         ("census", "Thread census, grouped by wait site", section_census(run)),
         ("heap", "Heap profile: who holds the memory", section_heap(run)),
         ("memcheck", "Valgrind memcheck", section_memcheck(run)),

@@ -61,6 +61,46 @@ def memstats_rows(run_dir):
     return {r.check: r for r in verdict.rows if "memstats." in r.check or "hold." in r.check}
 
 
+class TheDriver(unittest.TestCase):
+    """The [[driver]] step that takes the snapshot: it stops the held process, walks only if
+    the last event is still the hold, and always continues the process."""
+
+    def run_driver(self, last_event):
+        import re
+        import signal
+        from scripts.expect import expected
+        step = next(d for d in expected.load(EXPECTED).drivers if d.on == "hold")
+        with tempfile.TemporaryDirectory() as run_dir:
+            compact = {"separators": (",", ":")}  # as the harness writes its events
+            (Path(run_dir) / "events.jsonl").write_text(json.dumps({"event": "start"}, **compact) + "\n"
+                                                        + json.dumps(last_event, **compact) + "\n")
+            target = subprocess.Popen(["sleep", "60"])
+            try:
+                values = {"python": sys.executable, "leaklab": str(REPO / "scripts" / "leaklab.py"),
+                          "pid": str(target.pid), "run_dir": run_dir, "phase": "exited"}
+                argv = [re.sub(r"\{([\w.]+)\}", lambda m: values[m.group(1)], a) for a in step.run]
+                done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+                state = Path(f"/proc/{target.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                snap = Path(run_dir) / "memstats-exited.json"
+                return done, state, snap.exists() and json.loads(snap.read_text())
+            finally:
+                target.send_signal(signal.SIGKILL)
+                target.wait()
+
+    def test_walks_a_process_inside_its_hold_and_continues_it(self):
+        done, state, snap = self.run_driver({"event": "hold", "phase": "exited", "seconds": 3})
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertNotIn(state, "tT", "the driver left the process stopped")
+        self.assertTrue(snap and snap["rss_bytes"] > 0)
+
+    def test_no_snapshot_once_the_process_left_its_hold(self):
+        done, state, snap = self.run_driver({"event": "phase", "phase": "released"})
+        self.assertEqual(done.returncode, 1)
+        self.assertIn("had left its hold", done.stderr)
+        self.assertNotIn(state, "tT", "the driver left the process stopped")
+        self.assertFalse(snap)
+
+
 class MemstatsChecks(unittest.TestCase):
     def edited(self, variant, edit):
         """The memstats rows of a copy of the variant's run whose snapshot `edit` changed."""
