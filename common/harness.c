@@ -230,7 +230,10 @@ static void hold_here(ll_run *run, long long seconds, const char *phase)
     if (phase)
         ll_alloc_read(&a);
     ll_buf body = {0};
-    ll_buf_printf(&body, "\"seconds\":%lld", seconds);
+    if (seconds == LL_HOLD_FOR_DRIVER)
+        ll_buf_printf(&body, "\"until\":\"driver\"");
+    else
+        ll_buf_printf(&body, "\"seconds\":%lld", seconds);
     if (phase) {
         ll_buf_printf(&body, ",\"phase\":");
         ll_buf_json_string(&body, phase);
@@ -240,6 +243,11 @@ static void hold_here(ll_run *run, long long seconds, const char *phase)
     }
     emit(run, "hold", &body);
     ll_buf_free(&body);
+    if (seconds == LL_HOLD_FOR_DRIVER) { /* the watchdog still runs: a driver that never answers ends in 99 */
+        ll_await_driver(run, LL_HOLD_DRIVER_WORD);
+        holding = 0;
+        return;
+    }
     struct timespec left = {seconds < 0 ? 0 : seconds, 0};
     if (seconds < 0)
         for (;;)
@@ -257,6 +265,10 @@ static void hold_at(ll_run *run, const char *phase)
     if (!run->hold_at_phase || strcmp(run->hold_at_phase, phase) != 0)
         return;
     run->hold_at_phase = NULL; /* once: a phase such as `idle` comes again and again */
+    if (run->hold_at_s == LL_HOLD_FOR_DRIVER) {
+        hold_here(run, run->hold_at_s, phase);
+        return;
+    }
     unsigned watchdog_left = alarm(0);
     hold_here(run, run->hold_at_s, phase);
     alarm(watchdog_left ? watchdog_left : 1);
@@ -309,9 +321,10 @@ static void print_help(const ll_scenario *s)
            "  --hold SECONDS|forever\n"
            "                      after the last phase keep the process (and its blocked threads)\n"
            "                      alive for inspection; SIGTERM/SIGINT end it with an end event\n"
-           "  --hold-at PHASE[:SECONDS]\n"
+           "  --hold-at PHASE[:SECONDS|:driver]\n"
            "                      the same at the first phase of that name (default: until a signal),\n"
-           "                      then go on; the `hold` event names the phase\n"
+           "                      then go on; the `hold` event names the phase. :driver holds until\n"
+           "                      the line '" LL_HOLD_DRIVER_WORD "' on stdin (a [[driver]]'s send), watchdog running\n"
            "  --heap-profile DIR  dump a gperftools heap profile at every phase (tcmalloc builds)\n"
            "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
            "  --canary            plant one definite leak of %d bytes, for tool canaries\n"

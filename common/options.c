@@ -191,10 +191,12 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
             const char *colon = strchr(optarg, ':');
             size_t len = colon ? (size_t)(colon - optarg) : strlen(optarg);
             if (len == 0 || len >= sizeof cli->hold_at_phase)
-                return refuse(msg, msg_len, "--hold-at: '%s'; expected PHASE[:SECONDS], PHASE 1-%zu characters",
+                return refuse(msg, msg_len, "--hold-at: '%s'; expected PHASE[:SECONDS|:driver], PHASE 1-%zu characters",
                               shown(optarg, &cut), sizeof cli->hold_at_phase - 1);
             v = -1;
-            if (colon && parse_value("hold-at", colon + 1, 1, LL_MAX_TIMEOUT_S, &v, msg, msg_len) != LL_EXIT_OK)
+            if (colon && strcmp(colon + 1, "driver") == 0)
+                v = LL_HOLD_FOR_DRIVER;
+            else if (colon && parse_value("hold-at", colon + 1, 1, LL_MAX_TIMEOUT_S, &v, msg, msg_len) != LL_EXIT_OK)
                 return LL_EXIT_USAGE;
             memcpy(cli->hold_at_phase, optarg, len);
             cli->hold_at_phase[len] = '\0';

@@ -14,6 +14,9 @@
 #include <stddef.h>
 
 enum { LL_DEFAULT_TIMEOUT_S = 900, LL_MAX_TIMEOUT_S = 86400 };
+/* --hold-at PHASE:driver: hold until the runner's driver writes this line on stdin. */
+enum { LL_HOLD_FOR_DRIVER = -2 };
+#define LL_HOLD_DRIVER_WORD "go-on"
 
 /* The harness options, validated. Scenario option values go to run->values. */
 typedef struct ll_cli {
@@ -24,7 +27,7 @@ typedef struct ll_cli {
     long long timeout_s;          /* --timeout, [1, LL_MAX_TIMEOUT_S] */
     long long hold_s;             /* --hold: 0 none, -1 forever */
     char hold_at_phase[64];       /* --hold-at PHASE[:SECONDS]: "" none */
-    long long hold_at_s;          /* its SECONDS, -1 forever */
+    long long hold_at_s;          /* its SECONDS, -1 forever, LL_HOLD_FOR_DRIVER */
     bool guard_pages;             /* --guard-pages on|off */
     bool canary, canary_thread;
     bool canary_stuck_thread;     /* --canary-stuck-thread: threadcheck's canary */
