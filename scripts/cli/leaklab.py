@@ -133,7 +133,8 @@ def build_parser():
         p.add_argument("--scale", choices=expected.SCALES, default="quick" if defaults else None,
                        help="scale of every cell, before each tool's [[args]] (default: quick"
                             + ("" if defaults else "; diff: the baseline's") + ")")
-        p.add_argument("--tools", metavar="A,B", help=f"tools (columns; default: {','.join(matrix.MATRIX_TOOLS)}"
+        p.add_argument("--tools", metavar="A,B", help=f"tools (columns; default: {','.join(matrix.DEFAULT_TOOLS)}; "
+                       f"also {','.join(t for t in matrix.MATRIX_TOOLS if t not in matrix.DEFAULT_TOOLS)}, by name"
                        + ("" if defaults else "; diff: the baseline's") + ")")
         p.add_argument("--scenarios", metavar="X,Y", help="scenarios (rows), or the group `zoo` (every zoo "
                        "kernel; default: every scenario with an expected file and a built binary"
@@ -540,7 +541,7 @@ def matrix_plan(args, scale=None, tools_=None, scenarios=None, variants_filter=N
         wanted = _split(only, every, "variants") if isinstance(only, str) else list(only)
         variants = {n: [v for v in found if v in wanted] for n, found in variants.items()}
         names = [n for n in names if variants[n]]
-    chosen = _split_tools(args.tools) if args.tools else list(tools_ or matrix.MATRIX_TOOLS)
+    chosen = _split_tools(args.tools) if args.tools else list(tools_ or matrix.DEFAULT_TOOLS)
     return names, variants, chosen, args.scale or scale or "quick", build_dir
 
 

@@ -93,8 +93,9 @@ def counts(names, expected_dir):
             "C or C++ project": "from fixed bugs of C and C++ projects", "C only": "C only"}
     parts = [f"{fam[f]} {said[f]}" for f in order if fam.get(f)]
     return (f"Counts (generated): {len(names)} kernels: {', '.join(parts)}. "
-            f"`./leaklab matrix --scale quick --scenarios zoo` runs {cells:,} cells over its "
-            f"{len(matrix.MATRIX_TOOLS)} tools (each kernel's variants and a canary row per tool); "
+            f"`./leaklab matrix --scale quick --scenarios zoo --tools {','.join(matrix.MATRIX_TOOLS)}` runs "
+            f"{cells:,} cells over those {len(matrix.MATRIX_TOOLS)} tools (each kernel's variants and a canary "
+            f"row per tool); "
             f"the kernels get {derived:,} tool checks from their truth (expected/tools/) and "
             f"write {own} of their own (exceptions and additions).")
 
