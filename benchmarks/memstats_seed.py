@@ -25,6 +25,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BOUND_S = 2.0
+sys.path.insert(0, str(REPO / "tests" / "memstats"))
+from checks import task_problems  # noqa: E402  (the safety test's own check: traced or stopped threads)
 
 
 def wait_hold(proc, deadline):
@@ -41,19 +43,6 @@ def wait_hold(proc, deadline):
             if line.strip() and json.loads(line).get("event") == "hold":
                 return
         buf = buf.rsplit(b"\n", 1)[-1]
-
-
-def traced_or_stopped(pid):
-    bad = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            status = Path(f"/proc/{pid}/task/{tid}/status").read_text()
-        except OSError:
-            continue
-        fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
-        if int(fields["TracerPid"]) or fields["State"][0] in "tT":
-            bad.append(tid)
-    return bad
 
 
 def main():
@@ -82,7 +71,7 @@ def main():
             if run.returncode != 0:
                 raise SystemExit(f"memstats_seed.py: memstats exited {run.returncode}: {run.stderr}")
             snap = json.loads(run.stdout)
-            if sum(it["bytes"] for it in snap["items"]) != snap["rss_bytes"] or traced_or_stopped(proc.pid):
+            if sum(it["bytes"] for it in snap["items"]) != snap["rss_bytes"] or task_problems(proc.pid):
                 print("memstats_seed.py: the items do not add up, or the target was left traced/stopped")
                 sys.exit(1)
             return wall, snap

@@ -22,6 +22,18 @@ EXIT_SKIP = 77
 sys.path.insert(0, str(REPO))
 
 
+def _threads_support():
+    """tests/threads/support.py, loaded under a name of its own (both folders call theirs support)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("threads_support", HERE.parent / "threads" / "support.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+read_line = _threads_support().read_line  # one line from a pipe, bounded by a deadline
+
+
 def binary(scenario, allocator="glibc"):
     return BUILD / "scenarios" / (scenario if allocator == "glibc" else f"{scenario}-{allocator}")
 
@@ -32,21 +44,6 @@ def require(*paths):
         if not os.access(path, os.X_OK):
             print(f"SKIP: {path} is not built (LEAKLAB_BUILD_DIR={BUILD})")
             sys.exit(EXIT_SKIP)
-
-
-def read_line(stream, deadline, what):
-    """One line from a pipe, waiting at most until the deadline (time.monotonic())."""
-    buf = b""
-    fd = stream.fileno()
-    while not buf.endswith(b"\n"):
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            raise AssertionError(f"no {what} within the time allowed (read so far: {buf!r})")
-        chunk = os.read(fd, 1)
-        if not chunk:
-            raise AssertionError(f"end of output before {what} (read so far: {buf!r})")
-        buf += chunk
-    return buf.decode(errors="replace")
 
 
 class Held:
