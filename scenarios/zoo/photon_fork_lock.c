@@ -34,10 +34,13 @@
  * root), and one child process per instance, blocked on a mutex whose owner
  * does not exist in it: the truth language has no word for a process
  * (expected/zoo/photon_fork_lock.toml says what a tool should see). The
- * kernel bounds its children: each sets PR_SET_PDEATHSIG (SIGKILL when the
- * thread that forked it ends, so a run killed by the watchdog leaves none
- * behind) and an atexit handler kills and reaps every child still there,
- * so no process outlives the run.
+ * kernel bounds its children: each sets PR_SET_PDEATHSIG, SIGKILL when the
+ * thread that forked it ends, which the leaky spawner does only when the
+ * process ends (at exit, or killed by the watchdog), so no child outlives the
+ * run. Nothing kills them earlier: an atexit handler that did (an earlier
+ * form of this kernel) closed the report pipe's last write end, woke the
+ * spawner at exit and hid the leak from every tool that looks then
+ * (threadcheck saw no thread alive, ThreadSanitizer a finished one).
  *
  * The fix (the pull request's): the standard three-phase pthread_atfork
  * protection: "prepare: acquire the lock before fork, waiting out any
@@ -79,24 +82,8 @@ struct job {
     pthread_mutex_t gate_m;   /* holds the logger inside the rotation mutex */
     pthread_cond_t gate_c;
     bool gate_open;
-    struct job *next;         /* every job, for the atexit reaper */
     pthread_t logger, spawner;
 };
-
-static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct job *jobs;
-
-/* No child outlives the run: kill and reap every one still there. */
-static void reap_children(void)
-{
-    pthread_mutex_lock(&jobs_lock);
-    for (struct job *j = jobs; j; j = j->next) {
-        pid_t pid = j->child;
-        if (pid > 0 && kill(pid, SIGKILL) == 0)
-            waitpid(pid, NULL, 0); /* ECHILD when the spawner reaped it first: fine */
-    }
-    pthread_mutex_unlock(&jobs_lock);
-}
 
 /* The fix: the three-phase atfork protection of the rotation mutex. */
 static void prepare(void) { pthread_mutex_lock(&rotation_mutex); }
@@ -118,8 +105,6 @@ static void allow_descriptors(ll_run *run)
 static void first_instance(ll_run *run, bool fixed)
 {
     allow_descriptors(run);
-    if (atexit(reap_children) != 0)
-        ll_refuse(run, "atexit", ENOMEM, "this is a bug; report it");
     if (fixed)
         LL_FIX(pthread_atfork(prepare, release, release)); /* FIX: no fork while another thread holds the lock */
 }
@@ -134,22 +119,11 @@ __attribute__((noinline)) static struct job *new_job(ll_run *run)
     pthread_cond_init(&j->gate_c, NULL);
     if (pipe(j->report) != 0)
         ll_refuse(run, "pipe", errno, "raise the open-files limit (ulimit -n) or lower --instances");
-    pthread_mutex_lock(&jobs_lock);
-    j->next = jobs;
-    jobs = j;
-    pthread_mutex_unlock(&jobs_lock);
     return j;
 }
 
 static void free_job(struct job *j)
 {
-    pthread_mutex_lock(&jobs_lock);
-    for (struct job **p = &jobs; *p; p = &(*p)->next)
-        if (*p == j) {
-            *p = j->next;
-            break;
-        }
-    pthread_mutex_unlock(&jobs_lock);
     pthread_cond_destroy(&j->gate_c);
     pthread_mutex_destroy(&j->gate_m);
     free(j->buf);

@@ -275,6 +275,12 @@ class RunData:
                     raise Unresolved(f"{ref.text}: {tool} reported nothing, so it names no function")
                 raise Unresolved(f"{ref.text}: not in {tool}'s tool.json")
             return value
+        if name == "reports":
+            # The cause checkers' reports by the cause each names (helgrind.py, tsan.py):
+            # a cause none of them named was reported 0 times.
+            if "causes" not in report:
+                raise Unresolved(f"{ref.text}: {tool} does not sort its reports by cause")
+            return report["causes"].get(ref.args[0], 0)
         if name in ("bytes", "blocks", "bytes_by_function", "blocks_by_function"):
             kind = tools.KIND_ALIASES.get(ref.args[0])
             known = ", ".join(report.get("kinds", {})) or "none"
@@ -290,7 +296,7 @@ class RunData:
                 raise Unresolved(f"{ref.text}: {tool} does not count {unit} of '{kind}'")
             return value
         raise Unresolved(f"{ref.text}: unknown tool metric (known: {', '.join(self.TOOL_SCALARS)}, "
-                         "bytes(KIND), blocks(KIND), bytes_by_function(KIND, F), blocks_by_function(KIND, F))")
+                         "bytes(KIND), blocks(KIND), bytes_by_function(KIND, F), blocks_by_function(KIND, F), reports(CAUSE))")
 
 
 # ---- the census by stack -------------------------------------------------------

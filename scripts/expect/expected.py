@@ -60,7 +60,9 @@
 # alike (tool.json): tool.verdict ("reported" / "not reported"),
 # tool.top_function, tool.reported_bytes, tool.reported_blocks,
 # tool.error_count, tool.exit_code (the process's own), tool.cause (helgrind,
-# drd, tsan: the cause they name, a word of CAUSES or "none"), tool.bytes(KIND),
+# drd, tsan: the cause they name, a word of CAUSES or "none"), tool.reports(CAUSE)
+# (helgrind, drd, tsan: how many of their reports name CAUSE, a word of CAUSES,
+# data_race, bad_unlock or api_misuse; 0 when none does), tool.bytes(KIND),
 # tool.blocks(KIND), tool.bytes_by_function(KIND, F),
 # tool.blocks_by_function(KIND, F), with KIND one of definite, indirect,
 # possible, reachable, leaked, in_use, thread (tools.py); memstats.PATH at a
@@ -105,6 +107,7 @@ FUNCTIONS = {
     "tool.blocks": 1,
     "tool.bytes_by_function": 2,
     "tool.blocks_by_function": 2,
+    "tool.reports": 1,
     "census.count_at": 1,
 }
 

@@ -22,9 +22,9 @@ from scripts.tools import helgrind, memcheck
 NAME = "drd"
 TITLE = "Valgrind DRD"
 ALLOCATORS = ("glibc",)  # valgrind replaces malloc itself
-# DRD's canary: a data race (DRD has no lock-order check; common/harness.c).
-# --canary too: see helgrind.CANARY_OPTIONS (until comparer.canary_of() reads canary_races).
-CANARY_OPTIONS = ["--canary", "--canary-race"]
+# DRD's canary: a data race (DRD has no lock-order check; common/harness.c); the
+# comparer knows the run for a canary run by its start event's canary_races.
+CANARY_OPTIONS = ["--canary-race"]
 LEAK_EXIT_CODES = {}  # valgrind passes the program's exit code through
 REPORTED_KINDS = ()   # no leak kind: its verdict is "reported" when it reports any error of the program's
 

@@ -33,12 +33,9 @@ from scripts.tools import memcheck, tools
 NAME = "helgrind"
 TITLE = "Valgrind Helgrind"
 ALLOCATORS = ("glibc",)  # valgrind replaces malloc itself
-# Helgrind's canary: a lock-order inversion that never deadlocks (common/harness.c).
-# --canary too (a leak Helgrind does not look for) only so that the comparer,
-# which knows a canary run by the start event's canary_bytes/threads/... keys,
-# takes the run for a canary run: drop it once comparer.canary_of() reads
-# canary_lock_orders (asked of its owner, /work/notes/causes.md).
-CANARY_OPTIONS = ["--canary", "--canary-lock-order"]
+# Helgrind's canary: a lock-order inversion that never deadlocks (common/harness.c);
+# the comparer knows the run for a canary run by its start event's canary_lock_orders.
+CANARY_OPTIONS = ["--canary-lock-order"]
 LEAK_EXIT_CODES = {}  # no --error-exitcode: valgrind passes the program's exit code through
 # The threads Helgrind names at exit: those that ended, or were still blocked, holding a lock.
 REPORTED_KINDS = ("holding",)

@@ -94,6 +94,9 @@ def valgrind_argv(run_dir, max_threads):
         # valgrind's own messages (e.g. "use --max-threads") go to a file of
         # their own, so stderr.txt holds only the scenario's.
         f"--log-file={run_dir / 'memcheck.log'}",
+        # a forked child (photon_fork_lock) would write its own report into the same
+        # XML file, which is then not one document; the child is not what is measured
+        "--child-silent-after-fork=yes",
         f"--max-threads={max_threads}",
     ]
 

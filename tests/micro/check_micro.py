@@ -17,6 +17,13 @@ cases.toml, with its why). Then it prints the table
 says, per tool run, whether its answer is Go's (`yes`), a documented
 difference (`no, documented`) or neither (`FAIL`).
 
+A run whose answer is not the asserted one is printed with the library's
+report (orphans: its figures and explain=1's chain from a root to each
+wakeable thread's wait object). `--first-tid N` runs each case in a PID
+namespace of its own whose IDs start at N (orphans only; root and unshare,
+77 without): thread IDs of a machine that has run for a while, which once
+made orphans miss every leak of the 1,000-thread cases.
+
 Exit 0 when every answer is the asserted one, 1 when one is not (a missing
 leak, one too many, a wrong count or kind: each printed), 2 on bad usage or
 a cases file that contradicts itself (a Go regexp that does not match the
@@ -165,25 +172,69 @@ def parse_threadcheck(text):
     raise RunError("threadcheck: neither a report nor `no unexpected threads` (verbosity=1): " + text.strip()[-500:])
 
 
-def run_case(program, library, tool, variant, timeout):
-    """One run of `variant` under `tool`: its groups."""
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = str(library)
-    # verbosity=1: a clean run says so, so silence is never taken for "no leak".
-    env["ORPHANS_OPTIONS" if tool == "orphans" else "THREADCHECK_OPTIONS"] = "verbosity=1"
+# A PID namespace with its own /proc (orphans lists /proc/self/task and
+# compares with gettid()), whose next ID is $1; then the rest of the
+# arguments. (Not `unshare --mount-proc`: it sets the propagation of /, which
+# fails in a chroot such as the lane's, where / is no mount point. /proc is
+# made private first, so the new proc mount never propagates to the caller's
+# namespace.)
+IN_NAMESPACE = ["unshare", "--pid", "--fork", "--mount", "--propagation", "unchanged", "--", "sh", "-c",
+                'mount --make-private /proc && mount -t proc proc /proc && echo "$1" > /proc/sys/kernel/ns_last_pid '
+                '&& shift && LD_PRELOAD="$MICRO_PRELOAD" "$@"', "sh"]
+
+
+def namespace_refusal():
+    """Why a run cannot be put in a PID namespace of its own (--first-tid),
+    or None when it can."""
     try:
-        proc = subprocess.run([str(program), "--variant", variant, "--scale", "quick", "--events", os.devnull],
-                              env=env, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(IN_NAMESPACE + ["999", "true"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unshare: {err}"
+    return None if proc.returncode == 0 else f"{proc.stderr.strip() or proc.returncode}"
+
+
+def run_case(program, library, tool, variant, timeout, first_tid=None):
+    """One run of `variant` under `tool`: its groups, and the library's
+    report (stderr), shown when the groups are not the asserted ones.
+    first_tid: run it in a PID namespace of its own whose next ID is that
+    number, so the process and its threads get IDs from there on."""
+    env = dict(os.environ)
+    command = [str(program), "--variant", variant, "--scale", "quick", "--events", os.devnull]
+    if first_tid is None:
+        env["LD_PRELOAD"] = str(library)
+    else:
+        # The library is preloaded into the program only, not into unshare
+        # and the shell that sets the namespace's next ID. The shell is the
+        # namespace's init (PID 1) and the program its child, so the program
+        # is an ordinary process whose ID is first_tid.
+        env["MICRO_PRELOAD"] = str(library)
+        command = IN_NAMESPACE + [str(first_tid - 1)] + command
+    # verbosity=1: a clean run says so, so silence is never taken for "no leak";
+    # orphans' figures (verbosity=2) and explain=1 (the chain from a root to
+    # each wakeable thread's wait object) are the evidence a wrong answer
+    # is printed with.
+    if tool == "orphans":
+        env["ORPHANS_OPTIONS"] = "verbosity=2:explain=1"
+    else:
+        env["THREADCHECK_OPTIONS"] = "verbosity=1"
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise RunError(f"{tool} {variant}: no end after {timeout} s") from None
     except OSError as err:
         raise RunError(f"{tool} {variant}: cannot run {program}: {err}") from None
+    if first_tid is not None and tool == "orphans":
+        # The proof that the run had the IDs asked for: its process ID.
+        pids = set(re.findall(r"^==(\d+)== orphans", proc.stderr, re.M))
+        if pids != {str(first_tid)}:
+            raise RunError(f"{tool} {variant}: asked for process ID {first_tid} (--first-tid), the report "
+                           f"names {', '.join(sorted(pids)) or 'none'}:\n{proc.stderr.strip()[-1500:]}")
     groups = (parse_orphans if tool == "orphans" else parse_threadcheck)(proc.stderr)
     want_status = LEAK_STATUS[tool] if groups else 0
     if proc.returncode != want_status:
         raise RunError(f"{tool} {variant}: exit status {proc.returncode}, expected {want_status} "
                        f"for {'a report' if groups else 'a clean run'}:\n{proc.stderr.strip()[-1500:]}")
-    return groups
+    return groups, proc.stderr
 
 
 def describe(groups):
@@ -225,6 +276,9 @@ def main(argv):
     parser.add_argument("--repeat", type=int, default=GO_REPETITIONS, help="runs per case and tool (Go's: 3)")
     parser.add_argument("--timeout", type=int, default=60, help="seconds per run")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown")
+    parser.add_argument("--first-tid", type=int, metavar="N",
+                        help="run each case in a PID namespace of its own from ID N on (needs root and unshare; "
+                             "77 without): thread IDs a long-lived machine reaches")
     args = parser.parse_args(argv)
     try:
         cases = load_cases(args.cases)
@@ -245,6 +299,19 @@ def main(argv):
         if not getattr(args, tool):
             print(f"check_micro: the {tool} column needs --{tool} LIB", file=sys.stderr)
             return 2
+    if args.first_tid is not None:
+        if not 1000 < args.first_tid < 4_000_000:
+            print("check_micro: --first-tid must be between 1000 and 4,000,000", file=sys.stderr)
+            return 2
+        if "orphans" not in tools or len(tools) > 1:
+            print("check_micro: --first-tid takes --tool orphans (its report names the process ID, the proof)",
+                  file=sys.stderr)
+            return 2
+        refusal = namespace_refusal()
+        if refusal:
+            print(f"check_micro: skipped: --first-tid needs a PID namespace of its own (root, unshare): {refusal}",
+                  file=sys.stderr)
+            return 77
     selected = [case for case in cases if not args.case or case["variant"] in args.case]
 
     rows, problems = [], []
@@ -255,13 +322,18 @@ def main(argv):
                 says[tool] = "(not run)"
                 continue
             try:
-                answers = [run_case(args.program, getattr(args, tool), tool, case["variant"], args.timeout)
-                           for _ in range(args.repeat)]
+                runs = [run_case(args.program, getattr(args, tool), tool, case["variant"], args.timeout,
+                                 args.first_tid) for _ in range(args.repeat)]
             except RunError as err:
                 print(f"check_micro: {err}", file=sys.stderr)
                 return 99
+            answers = [groups for groups, _ in runs]
             verdict, found = judge(case, tool, answers)
             problems += found
+            for n, (groups, report) in enumerate(runs, 1):
+                if groups != asserted(case, tool):  # the evidence of a wrong answer: what the library said
+                    print(f"check_micro: {case['variant']}: {tool}, run {n}, its report:\n{report.strip()[-3000:]}",
+                          file=sys.stderr)
             distinct = {tuple(a) for a in answers}
             says[tool] = describe(answers[0]) + ("" if len(distinct) == 1 else " (runs differ)")
             agree.append(f"{tool}: {verdict}")

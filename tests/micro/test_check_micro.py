@@ -105,14 +105,14 @@ def needs_build(test):
 class RealRuns(unittest.TestCase):
     """The checker run for real, on cases files with one thing wrong."""
 
-    def check(self, cases_text, case, tool):
+    def check(self, cases_text, case, tool, *extra):
         with tempfile.TemporaryDirectory() as tmp:
             path = pathlib.Path(tmp) / "cases.toml"
             path.write_text(cases_text)
             proc = subprocess.run(
                 [sys.executable, str(HERE / "check_micro.py"), "--program", os.environ["MICRO_PROGRAM"],
                  "--orphans", os.environ["ORPHANS_LIB"], "--threadcheck", os.environ["THREADCHECK_LIB"],
-                 "--cases", str(path), "--case", case, "--tool", tool, "--repeat", "1"],
+                 "--cases", str(path), "--case", case, "--tool", tool, "--repeat", "1", *extra],
                 capture_output=True, text=True, timeout=120)
         return proc.returncode, proc.stdout + proc.stderr
 
@@ -130,6 +130,25 @@ class RealRuns(unittest.TestCase):
         status, out = self.check(wrong, "chan_recv", "orphans")
         self.assertEqual(status, 1, out)
         self.assertIn("FAIL chan_recv: orphans, run 1", out)
+        # the evidence: the library's report of the run, its figures included
+        self.assertIn("chan_recv: orphans, run 1, its report:", out)
+        self.assertIn("orphans: 2 threads (1 blocked)", out)
+
+    def test_first_tid_runs_from_that_id(self):
+        """--first-tid: the run's process ID is the one asked for (or 77 where no PID namespace can be made)."""
+        status, out = self.check(CASES, "chan_recv", "orphans", "--first-tid", "111000")
+        if status == 77:
+            self.skipTest(out.strip())
+        self.assertEqual(status, 0, out)
+        self.assertIn("orphans: yes", out)
+
+    def test_first_tid_usage(self):
+        status, out = self.check(CASES, "chan_recv", "orphans", "--first-tid", "5")
+        self.assertEqual(status, 2, out)
+        self.assertIn("between 1000 and 4,000,000", out)
+        status, out = self.check(CASES, "chan_recv", "threadcheck", "--first-tid", "111000")
+        self.assertEqual(status, 2, out)
+        self.assertIn("takes --tool orphans", out)
 
     def test_leak_go_does_not_expect_fails(self):
         """NoLeakGlobal asserted to leak: orphans (rightly) does not report it."""

@@ -89,9 +89,19 @@ class Parse(unittest.TestCase):
         _, errors, _ = postprocess("something else entirely\n")
         self.assertTrue(any("not parsed" in e for e in errors), errors)
 
-    def test_no_analysis_is_an_error(self):
-        _, errors, _ = postprocess("==9== orphans at exit: no analysis (incomplete): thread 12 blocks the stop signal (43)\n")
-        self.assertTrue(any("incomplete" in e for e in errors), errors)
+    def test_incomplete_is_declined_never_not_reported(self):
+        # orphans declining (a thread it must not signal) is no verdict: not "not
+        # reported", and no count of orphans for a check to read as 0.
+        doc, errors, _ = postprocess("==9== orphans at exit: no analysis (incomplete): thread 12 blocks the stop "
+                                     "signal (43)\n")
+        self.assertEqual(errors, [])
+        self.assertEqual(doc["verdict"], "declined")
+        self.assertEqual(doc["kinds"], {})
+        self.assertEqual(doc["declined"], "thread 12 blocks the stop signal (43)")
+
+    def test_other_no_analysis_is_an_error(self):
+        _, errors, _ = postprocess("==9== orphans at exit: no analysis (unsupported): this C library is not glibc\n")
+        self.assertTrue(any("unsupported" in e for e in errors), errors)
 
     def test_command_keeps_the_users_options_first(self):
         import os

@@ -277,6 +277,32 @@ class ToolMetrics(Base):
         self.assertEqual(v.rows[0].verdict, "ERROR")
 
 
+    def cause_checker_run(self, causes):
+        run = make_run(self.tmp, [("steady", snapshot())], tool="drd")
+        report = {"tool": "drd", "verdict": "reported" if causes else "not reported", "kinds": {},
+                  "error_count": sum(causes.values()), "cause": next(iter(causes), "none")}
+        if causes is not None:
+            report["causes"] = causes
+        (run / "tool.json").write_text(json.dumps(report))
+        return run
+
+    def test_tool_reports_counts_one_cause(self):
+        # The canary rule of helgrind and drd: the canary's own reports, whatever else
+        # the twin reports (expected/tools/{helgrind,drd}.toml canary_one_report).
+        run = self.cause_checker_run({"data_race": 2, "lock_order": 1})
+        ok = self.compare(run, ("leaky", None, "tool.reports(lock_order) == 1", "drd"),
+                          ("leaky", None, "tool.reports(lost_wakeup) == 0", "drd"))
+        self.assertEqual(ok.code, 0, comparer.table(ok.rows))
+        bad = self.compare(run, ("leaky", None, "tool.reports(data_race) == 1", "drd"))
+        self.assertEqual(bad.rows[0].verdict, "FAIL")
+
+    def test_tool_reports_of_a_tool_without_causes_is_error(self):
+        run = make_run(self.tmp, [("steady", snapshot())], tool="drd")
+        (run / "tool.json").write_text(json.dumps({"tool": "drd", "verdict": "not reported"}))
+        v = self.compare(run, ("leaky", None, "tool.reports(data_race) == 0", "drd"))
+        self.assertEqual(v.rows[0].verdict, "ERROR")
+
+
 class Table(unittest.TestCase):
     def test_table_lists_why_of_failures(self):
         rows = [comparer.Row("threads >= 2", ">= 2", "1", "FAIL", why="main plus a worker"),

@@ -225,6 +225,15 @@ MEMCHECK_XML = """<?xml version="1.0"?>
 """
 
 
+class ValgrindCommands(unittest.TestCase):
+    def test_a_forked_child_writes_no_report(self):
+        # photon_fork_lock forks: the child's XML appended to the parent's made the
+        # file two documents, and memcheck's fixed cells came out ERROR.
+        for argv in (memcheck.valgrind_argv(Path("/r"), 500), helgrind.valgrind_argv("helgrind", Path("/r"), 500),
+                     helgrind.valgrind_argv("drd", Path("/r"), 500)):
+            self.assertIn("--child-silent-after-fork=yes", argv)
+
+
 class MemcheckParsing(unittest.TestCase):
     def parse(self, text):
         with tempfile.TemporaryDirectory() as tmp:

@@ -18,8 +18,14 @@
  * libthread_db descriptor: their offset is learnt from the live threads
  * themselves, as the one offset at which every stopped thread's descriptor
  * holds a block that contains its stack pointer and ends just above the
- * descriptor. Without a unanimous answer the dead parts of stacks are
- * scanned as roots (conservative: more marked, never less).
+ * descriptor; the fields libthread_db names (list, tid, cancelhandling)
+ * are never taken for it: the list's back pointer to the descriptor below
+ * and the tid after it look like (block, size) when the tid is about one
+ * stack block's size (64 KiB stacks and thread IDs near 111,000, which a
+ * PID namespace reaches; pid_max 32,768 never does). Without a unanimous
+ * answer the dead parts of stacks are scanned as roots (conservative: more
+ * marked, never less, and so every thread on a signal frame that names its
+ * own wait object wakeable).
  *
  * Heap blocks. glibc's malloc puts a header (prev_size, size|flags) in the
  * 16 bytes before every block. IS_MMAPPED blocks are whole mappings;
@@ -81,6 +87,18 @@ const or_glibc *or_glibc_get(void)
     return &info;
 }
 
+/* Whether bytes [off, off + len) of a descriptor overlap a field whose
+ * offset libthread_db gives: none of them is the stack block. */
+static bool named_field(const or_glibc *g, size_t off, size_t len)
+{
+    const size_t fields[][2] = {{g->off_list, 2 * sizeof(uintptr_t)}, {g->off_tid, sizeof(int32_t)},
+                                {g->off_cancelhandling, sizeof(int32_t)}};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (off < fields[i][0] + fields[i][1] && fields[i][0] < off + len)
+            return true;
+    return false;
+}
+
 void or_glibc_learn_stacks(or_glibc *g, const uintptr_t *pds, const uintptr_t *sps, size_t n,
                            bool (*readable)(uintptr_t, size_t))
 {
@@ -96,6 +114,8 @@ void or_glibc_learn_stacks(or_glibc *g, const uintptr_t *pds, const uintptr_t *s
         ssize_t found = -1;
         int matches = 0;
         for (size_t k = 0; k + 1 < words; k++) {
+            if (named_field(g, k * sizeof(uintptr_t), 2 * sizeof(uintptr_t)))
+                continue;
             uintptr_t lo = w[k], size = w[k + 1];
             if (lo && size && size < ((uintptr_t)1 << 40) && lo <= sps[i] && lo + size > sps[i] && lo + size >= top &&
                 lo + size - top < 65536) {
