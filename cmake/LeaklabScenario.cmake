@@ -38,6 +38,10 @@ set(LEAKLAB_MATRIX_TOOLS memcheck heapprof heapcheck lsan asan tsan heaptrack th
 # helgrind drd: the zoo kernels, whose checks follow from their truth, and
 # blocked_workers, for the default tier's cell and canary of each).
 set(LEAKLAB_CAUSE_TOOLS helgrind drd)
+# The profilers (docs/tools.md, "Valgrind Massif", "Valgrind DHAT"): columns of
+# the matrix, registered only on the retention kernels and delayed_exit, whose
+# expected files say what each sees of freed-but-resident memory.
+set(LEAKLAB_PROFILE_TOOLS massif dhat)
 
 function(leaklab_add_scenario name)
   set(tool_args_keywords "")
@@ -124,6 +128,8 @@ function(leaklab_add_scenario name)
       set(canary --canary --canary-lock-order) # a lock-order inversion (--canary: scripts/tools/helgrind.py)
     elseif(base_tool STREQUAL "drd")
       set(canary --canary --canary-race) # a data race: DRD keeps no lock-order graph
+    elseif(base_tool STREQUAL "massif")
+      set(canary --canary-map) # pages mapped and kept: massif --pages-as-heap counts pages, not blocks
     endif()
     set(tool_args -- ${canary})
     if(arg_TOOL_ARGS_${base_tool})

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,6 +24,8 @@
 #endif
 
 enum { CANARY_BYTES = 31337 };
+/* massif's canary: 84 x 64 KiB (a whole number of pages at any page size). */
+enum { CANARY_MAP_BYTES = 84 * 65536 };
 
 /* ---- events ---- */
 
@@ -336,6 +339,8 @@ static void print_help(const ll_scenario *s)
            "                      (a lock-order inversion that cannot deadlock: Helgrind's canary)\n"
            "  --canary-race       two threads write one variable, ordered only by a pipe\n"
            "                      (a data race to a race detector: DRD's canary)\n"
+           "  --canary-map        map, touch and keep 5,505,024 bytes of anonymous pages\n"
+           "                      (what a page-level profiler must count: massif's canary)\n"
            "  --help              this text\n"
            "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
            LL_DEFAULT_TIMEOUT_S, CANARY_BYTES);
@@ -382,6 +387,25 @@ static void ll_canary_unjoined_thread(ll_run *run)
      * at exit whether or not its last instructions have run by then. */
 }
 
+/* A canary thread that stays (stuck, orphan) is the harness's, not the
+ * program's: it must never take a process-directed signal the program sends
+ * itself, trusting its own threads to block it (mooncake_signal's fixed twin
+ * sends SIGUSR1 to the process; a canary thread with the signal's default
+ * action killed the run). It starts with the standard signals blocked, the
+ * faults aside; the real-time ones stay open (orphans stops threads with
+ * one, glibc keeps two for itself). */
+static void canary_thread_start(ll_run *run, pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+    sigset_t block, old;
+    sigemptyset(&block);
+    for (int sig = 1; sig < SIGRTMIN; sig++)
+        if (sig != SIGSEGV && sig != SIGBUS && sig != SIGFPE && sig != SIGILL && sig != SIGTRAP && sig != SIGSYS)
+            sigaddset(&block, sig);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    ll_thread_start(run, thread, fn, arg); /* it inherits the mask */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
 /* threadcheck's canary: a thread left blocked on purpose on a condition
  * variable nobody signals, alive at exit, which a check for threads that
  * outlive their work must report. Main returns once the thread is waiting. */
@@ -402,7 +426,7 @@ __attribute__((noinline)) static void *ll_canary_stuck(void *arg)
 static void ll_canary_stuck_thread(ll_run *run)
 {
     pthread_t thread;
-    ll_thread_start(run, &thread, ll_canary_stuck, NULL);
+    canary_thread_start(run, &thread, ll_canary_stuck, NULL);
     pthread_mutex_lock(&canary_lock);
     while (!stuck_parked)
         pthread_cond_wait(&canary_done, &canary_lock);
@@ -441,7 +465,7 @@ __attribute__((noinline)) static void ll_canary_orphan_thread(ll_run *run)
     pthread_cond_init(&box->parked, NULL);
     pthread_cond_init(&box->never, NULL);
     pthread_t thread;
-    ll_thread_start(run, &thread, ll_canary_orphan, box);
+    canary_thread_start(run, &thread, ll_canary_orphan, box);
     pthread_detach(thread);
     pthread_mutex_lock(&box->lock);
     while (!box->waiting)
@@ -510,6 +534,21 @@ __attribute__((noinline)) static void ll_canary_race(ll_run *run)
     close(fds[1]);
 }
 
+/* massif's canary (--pages-as-heap): anonymous pages mapped by a call of
+ * their own, every page touched (resident too), kept to exit: the profile must
+ * charge exactly CANARY_MAP_BYTES to ll_canary_map at its last snapshot. */
+__attribute__((noinline)) static void ll_canary_map(void)
+{
+    char *pages = mmap(NULL, CANARY_MAP_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED) {
+        fprintf(stderr, "--canary-map: mmap of %d bytes: %s (free memory or raise ulimit -v)\n", CANARY_MAP_BYTES,
+                strerror(errno));
+        exit(LL_EXIT_SYSTEM);
+    }
+    for (size_t i = 0; i < CANARY_MAP_BYTES; i += 4096)
+        ((volatile char *)pages)[i] = 1;
+}
+
 int ll_main(const ll_scenario *s, int argc, char **argv)
 {
     static ll_run run;
@@ -563,12 +602,12 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         ll_buf_printf(&start, "%s\"%s\":%lld", i ? "," : "", s->options[i].name, run.values[i]);
     ll_buf_printf(&start, "},\"t0_monotonic_s\":%.6f,\"payload_bytes\":%llu,\"workers\":%llu,\"timeout_s\":%lld,\"guard_pages\":%s,"
                   "\"canary_bytes\":%d,\"canary_threads\":%d,\"canary_stuck_threads\":%d,\"canary_orphans\":%d,"
-                  "\"canary_lock_orders\":%d,\"canary_races\":%d",
+                  "\"canary_lock_orders\":%d,\"canary_races\":%d,\"canary_map_bytes\":%d",
                   (double)run.started.tv_sec + (double)run.started.tv_nsec / 1e9,
                   (unsigned long long)run.payload.bytes, (unsigned long long)run.payload.workers, timeout_s,
                   run.guard_pages ? "true" : "false", canary ? CANARY_BYTES : 0,
                   canary_thread_wanted ? 1 : 0, cli.canary_stuck_thread ? 1 : 0, cli.canary_orphan ? 1 : 0,
-                  cli.canary_lock_order ? 1 : 0, cli.canary_race ? 1 : 0);
+                  cli.canary_lock_order ? 1 : 0, cli.canary_race ? 1 : 0, cli.canary_map ? CANARY_MAP_BYTES : 0);
     emit(&run, "start", &start);
     ll_buf_free(&start);
 
@@ -591,6 +630,8 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
         ll_canary_lock_order(&run);
     if (cli.canary_race)
         ll_canary_race(&run);
+    if (cli.canary_map)
+        ll_canary_map();
 
     run.variant->run(&run);
 

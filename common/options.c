@@ -16,7 +16,7 @@
 /* Above every char value: getopt_long reports a refused short option by its
  * character in optopt, a refused long one by these. */
 enum { OPT_VARIANT = 256, OPT_SCALE, OPT_EVENTS, OPT_TIMEOUT, OPT_HOLD, OPT_HOLD_AT, OPT_HEAP_PROFILE, OPT_GUARD, OPT_CANARY,
-       OPT_CANARY_THREAD, OPT_CANARY_STUCK_THREAD, OPT_CANARY_ORPHAN, OPT_CANARY_LOCK_ORDER, OPT_CANARY_RACE, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
+       OPT_CANARY_THREAD, OPT_CANARY_STUCK_THREAD, OPT_CANARY_ORPHAN, OPT_CANARY_LOCK_ORDER, OPT_CANARY_RACE, OPT_CANARY_MAP, OPT_HELP, OPT_SCENARIO_BASE = 1000 };
 
 static const struct option harness_options[] = {
     {"variant", required_argument, NULL, OPT_VARIANT},
@@ -33,6 +33,7 @@ static const struct option harness_options[] = {
     {"canary-orphan", no_argument, NULL, OPT_CANARY_ORPHAN},
     {"canary-lock-order", no_argument, NULL, OPT_CANARY_LOCK_ORDER},
     {"canary-race", no_argument, NULL, OPT_CANARY_RACE},
+    {"canary-map", no_argument, NULL, OPT_CANARY_MAP},
     {"help", no_argument, NULL, OPT_HELP},
 };
 enum { NHARNESS = sizeof harness_options / sizeof harness_options[0] };
@@ -221,6 +222,7 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
         case OPT_CANARY_ORPHAN: cli->canary_orphan = true; break;
         case OPT_CANARY_LOCK_ORDER: cli->canary_lock_order = true; break;
         case OPT_CANARY_RACE: cli->canary_race = true; break;
+        case OPT_CANARY_MAP: cli->canary_map = true; break;
         case OPT_HELP: cli->help = true; return LL_EXIT_OK; /* nothing after --help is looked at */
         case ':': return refuse(msg, msg_len, "option '%s' needs a value", shown(argv[optind - 1], &cut));
         case '?': {

@@ -34,6 +34,7 @@ typedef struct ll_cli {
     bool canary_orphan;           /* --canary-orphan: orphans' canary */
     bool canary_lock_order;       /* --canary-lock-order: Helgrind's canary (a lock-order inversion) */
     bool canary_race;             /* --canary-race: DRD's canary (a data race) */
+    bool canary_map;              /* --canary-map: massif's canary (pages mapped and kept) */
     bool help;                    /* --help came first: print the help, nothing else was validated after it */
 } ll_cli;
 

@@ -441,11 +441,11 @@ def identity(data):
 
 def canary_of(data):
     """True when the run planted a canary (--canary, --canary-thread,
-    --canary-stuck-thread, --canary-orphan, --canary-lock-order or
-    --canary-race), False when it did not, None when the start event does
+    --canary-stuck-thread, --canary-orphan, --canary-lock-order,
+    --canary-race or --canary-map), False when it did not, None when the start event does
     not say."""
     keys = ("canary_bytes", "canary_threads", "canary_stuck_threads", "canary_orphans", "canary_lock_orders",
-            "canary_races")
+            "canary_races", "canary_map_bytes")
     if not any(k in data.start for k in keys):
         return None
     return any(bool(data.start.get(k)) for k in keys)

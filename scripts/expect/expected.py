@@ -82,7 +82,7 @@ from pathlib import Path
 from scripts.tools.tools import RELEASE, RELEASE_TOOLS, release_tool_error, split_tool  # noqa: F401
 
 TOOLS = ("native", "heapprof", "memcheck", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans",
-         "helgrind", "drd")
+         "helgrind", "drd", "massif", "dhat")
 ALLOCATORS = ("glibc", "tcmalloc", "jemalloc")
 SCALES = ("quick", "seed")
 # TOOL@RELEASE (lsan@clang-19): the syntax is the tool registry's (scripts/tools/tools.py),

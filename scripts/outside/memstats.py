@@ -7,6 +7,11 @@ with Go's runtime.MemStats names beside each line (docs/memstats.md).
 The object snapshot() returns (and --json prints):
 
     {"pid": 1234, "command": "delayed_exit", "allocator": "glibc" | "tcmalloc" | "jemalloc",
+     "allocator_figures_from": "walk" | "agent" | None,
+                                           where the heap lines come from: glibc's arenas read
+                                           from outside ("walk"), the allocator's own figures
+                                           from the opt-in allocstats agent ("agent": tcmalloc,
+                                           jemalloc), or nowhere (None: not itemized)
      "rss_bytes": N,                       Rss of /proc/PID/smaps_rollup
      "items": [{"name": str, "bytes": N, "go": str | None}, ...],
                                            resident bytes by cause; they add up to rss_bytes
@@ -22,6 +27,10 @@ The object snapshot() returns (and --json prints):
                                            fastbins and top (= fordblks); HeapReleased = the part
                                            of HeapIdle not resident (returned or never touched);
                                            absent keys: not known for this allocator
+     "agent": {...} | None,                the allocstats agent's answer as it came (allocstats.h)
+     "tcmalloc" | "jemalloc": {...},       with the agent: the allocator's figures in Go's terms
+                                           (in_use, free_resident, released, metadata, muzzy),
+                                           its mappings' resident bytes and how they were split
      "glibc": {...} | None,                per arena: address, heaps, system_mem, in_use_bytes,
                                            free_bytes (top, bins, fastbins), free_resident_bytes,
                                            free_not_resident_bytes; mmapped chunks; the walk
@@ -39,7 +48,11 @@ Items, in order (the go name where one fits):
     heap in use (glibc arenas + mmapped chunks)         HeapInuse
     heap free, still resident (glibc bins/fastbins/top) HeapIdle-HeapReleased
     glibc heap mappings beyond the arenas' chunks       -
-    allocator heap (tcmalloc|jemalloc): not itemized    HeapSys-HeapReleased
+    heap in use (tcmalloc|jemalloc's own count)         HeapInuse              } with the
+    heap free, still resident (tcmalloc|jemalloc: ...)  HeapIdle-HeapReleased  } allocstats
+    allocator metadata (tcmalloc|jemalloc's own count)  MSpanSys               } agent
+    heap free, MADV_FREE'd ... (jemalloc muzzy pages)   -                      }
+    allocator heap (tcmalloc|jemalloc): not itemized    HeapSys-HeapReleased   (without it)
     thread stacks (live threads, main included)         StackInuse
     thread stacks cached by glibc (exited threads)      -
     code and libraries                                  -
@@ -54,7 +67,10 @@ with `gdb -batch` on the FILES (never attached to the target) and cached. The ar
 free lists and glibc's thread lists are read from /proc/PID/mem, residency from
 /proc/PID/pagemap, mappings from /proc/PID/smaps. The target is never stopped, traced or
 signalled: a consistent picture comes from walking twice and accepting only two walks that
-agree (at most MAX_WALKS walks, or fewer once WALK_BUDGET_S has passed; see `settled`)."""
+agree (at most MAX_WALKS walks, or fewer once WALK_BUDGET_S has passed; see `settled`).
+tcmalloc's and jemalloc's figures cannot be read from outside (no debug information, no
+stable layout); a program started with LD_PRELOAD=liballocstats.so (threadcheck/allocstats)
+answers a datagram on "@leaklab-allocstats.PID" with them, asked with every walk."""
 import argparse
 import bisect
 import json
@@ -62,6 +78,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -96,6 +113,25 @@ ITEM_SHARED = "shared memory"
 ITEM_ANON = "other anonymous"
 ITEM_REMAINDER = "unexplained remainder"
 GO_NAMES = {ITEM_IN_USE: "HeapInuse", ITEM_FREE_RESIDENT: "HeapIdle-HeapReleased", ITEM_STACKS: "StackInuse"}
+# tcmalloc's and jemalloc's heap, itemized with the allocator's own figures when the program
+# was started with the opt-in agent (threadcheck/allocstats, LD_PRELOAD=liballocstats.so)
+AGENT_SOCKET = "\0leaklab-allocstats.{pid}"   # allocstats.h: ALLOCSTATS_SOCKET_PREFIX + pid
+AGENT_FORMAT = 1                               # allocstats.h: ALLOCSTATS_FORMAT
+AGENT_TIMEOUT_S = 1.0
+AGENT_HINT = ("start the program with LD_PRELOAD=BUILD/threadcheck/allocstats/liballocstats.so (the opt-in "
+              "agent, docs/memstats.md) to itemize it with the allocator's own figures")
+ALLOC_FREE_WHAT = {"tcmalloc": "page heap, central, transfer and thread caches",
+                   "jemalloc": "dirty pages, tcaches, free slab regions"}
+ALLOC_RELEASED_WHAT = {"tcmalloc": "unmapped page heap", "jemalloc": "retained"}
+
+
+def alloc_items(allocator):
+    """The names of the lines an agent's figures itemize (in use, free resident, metadata,
+    muzzy) for `allocator`."""
+    return (f"heap in use ({allocator}'s own count)",
+            f"heap free, still resident ({allocator}: {ALLOC_FREE_WHAT.get(allocator, 'free lists')})",
+            f"allocator metadata ({allocator}'s own count)",
+            f"heap free, MADV_FREE'd, resident until reclaimed ({allocator} muzzy pages)")
 
 
 class BadInput(Exception):
@@ -504,7 +540,9 @@ def summary(walk):
     """What two walks must agree on to be called consistent."""
     g = walk.get("glibc")
     arenas = [(a["address"], a["system_mem"], tuple(a["regions"]), tuple(a["free"])) for a in g["arenas"]] if g else []
-    return (arenas, g and (g["mmapped_mem"], g["n_mmaps"]), walk.get("threads"))
+    agent = walk.get("agent") or {}
+    figures = {k: {f: v for f, v in agent[k].items() if f != "from"} for k in ("tcmalloc", "jemalloc") if k in agent}
+    return (arenas, g and (g["mmapped_mem"], g["n_mmaps"]), walk.get("threads"), json.dumps(figures, sort_keys=True))
 
 
 # ---- the snapshot ----
@@ -522,6 +560,76 @@ def readable_path(pid, path):
     return inside if os.path.exists(inside) else path
 
 
+def ask_agent(pid, timeout=AGENT_TIMEOUT_S):
+    """The allocstats agent's answer (allocstats.h: one datagram in, one JSON line out) as a
+    dict, or (None, why) when the process has no agent or it did not answer. Not a signal,
+    not an attach: a datagram to a socket the program itself opened because it was started
+    with the preload. The answer counts only if the kernel says it came from process `pid`
+    (SO_PASSCRED: the sender's pid as this pid namespace sees it), whatever it claims."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+    ucred = struct.Struct("iII")  # struct ucred: pid, uid, gid
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        sock.bind("")  # autobind: an address for the answer
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(b"allocstats?", AGENT_SOCKET.format(pid=pid).encode())
+        except (ConnectionRefusedError, FileNotFoundError):
+            return None, "no allocstats agent"
+        try:
+            data, ancillary, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(ucred.size))
+        except socket.timeout:
+            return None, f"the allocstats agent did not answer within {timeout:g} s (another user's process?)"
+    except OSError as e:
+        return None, f"the allocstats agent could not be asked: {e.strerror or e}"
+    finally:
+        sock.close()
+    sender = next((ucred.unpack(d[:ucred.size])[0] for level, kind, d in ancillary
+                   if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS and len(d) >= ucred.size), None)
+    if sender != pid:
+        return None, f"the answer to {AGENT_SOCKET.format(pid=pid)[1:]!r} came from process {sender}, not {pid}"
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        return None, "the allocstats agent's answer is not JSON"
+    if not isinstance(answer, dict) or answer.get("allocstats") != AGENT_FORMAT:
+        return None, f"the allocstats agent's answer is not format {AGENT_FORMAT}"
+    return answer, None
+
+
+def agent_figures(answer, allocator):
+    """The allocator's own figures from the agent's answer, in Go's terms (bytes): in_use,
+    free_resident, released, metadata, muzzy; None when the answer has no usable section."""
+    a = (answer or {}).get(allocator)
+    if not isinstance(a, dict):
+        return None
+    if allocator == "tcmalloc":
+        keys = ("current_allocated_bytes", "heap_size", "total_physical_bytes", "pageheap_free_bytes",
+                "pageheap_unmapped_bytes", "central_cache_free_bytes", "transfer_cache_free_bytes",
+                "thread_cache_free_bytes")
+        if any(not isinstance(a.get(k), int) or a[k] < 0 for k in keys):
+            return None
+        # gperftools 2.10 has no metadata property; tcmalloc.cc computes total_physical_bytes
+        # as system_bytes + metadata_bytes - unmapped_bytes (heap_size is system_bytes)
+        return {"in_use": a["current_allocated_bytes"],
+                "free_resident": a["pageheap_free_bytes"] + a["central_cache_free_bytes"]
+                + a["transfer_cache_free_bytes"] + a["thread_cache_free_bytes"],
+                "released": a["pageheap_unmapped_bytes"],
+                "metadata": max(a["total_physical_bytes"] - a["heap_size"] + a["pageheap_unmapped_bytes"], 0),
+                "muzzy": 0}
+    if allocator == "jemalloc":
+        keys = ("allocated", "metadata", "resident", "retained")
+        if any(not isinstance(a.get(k), int) or a[k] < 0 for k in keys):
+            return None
+        # as the harness counts it (common/alloc_jemalloc.c): allocated also holds the tcaches'
+        # objects and jemalloc's internal allocations (both in its metadata too)
+        cached = sum(max(a.get(k, 0), 0) for k in ("tcache_bytes", "tcache_stashed_bytes", "internal"))
+        in_use = max(a["allocated"] - cached, 0)
+        return {"in_use": in_use, "free_resident": max(a["resident"] - in_use - a["metadata"], 0),
+                "released": a["retained"], "metadata": a["metadata"], "muzzy": max(a.get("muzzy_bytes", 0), 0)}
+    return None
+
+
 def detect_allocator(vmas):
     names = {os.path.basename(v.path) for v in vmas}
     for lib, name in (("libtcmalloc", "tcmalloc"), ("libjemalloc", "jemalloc")):
@@ -530,8 +638,10 @@ def detect_allocator(vmas):
     return "glibc"
 
 
-def one_walk(mem, libc, ld):
+def one_walk(mem, libc, ld, pid=None):
     walk = {}
+    if pid is not None:  # asked with every walk: two walks agree only if its figures held still
+        walk["agent"], walk["agent_note"] = ask_agent(pid)
     if libc:
         walk["glibc"] = walk_arenas(mem, libc["L"], libc["base"], libc["safe_linking"])
     if ld:
@@ -624,12 +734,12 @@ def snapshot(pid, max_walks=MAX_WALKS, between_walks=None):
             attempt_notes = list(notes)
             try:
                 if prev is None:
-                    prev = one_walk(mem, libc, ld)
+                    prev = one_walk(mem, libc, ld, pid)
                     if between_walks and walks == 1:
                         between_walks()
                 vmas = read_smaps(pid)
                 candidate = itemize(mem, pid, vmas, rollup_rss(pid), prev, allocator, libc, attempt_notes)
-                current = one_walk(mem, libc, ld)
+                current = one_walk(mem, libc, ld, pid)
             except Torn as e:
                 last_error, prev = str(e), None
                 continue
@@ -653,7 +763,7 @@ def snapshot(pid, max_walks=MAX_WALKS, between_walks=None):
     finally:
         mem.close()
     result.update(settled=settled, walks=walks, notes=notes, elapsed_s=round(time.monotonic() - t0, 3))
-    first_keys = ("pid", "command", "allocator", "rss_bytes", "items", "go")
+    first_keys = ("pid", "command", "allocator", "allocator_figures_from", "rss_bytes", "items", "go")
     return {**{k: result[k] for k in first_keys}, **{k: v for k, v in result.items() if k not in first_keys}}
 
 
@@ -736,6 +846,13 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
         go.update(HeapInuse=in_use_total + g["mmapped_mem"], HeapIdle=free_total,
                   HeapReleased=free_total - free_res_total,
                   HeapSys=sum(a["system_mem"] for a in g["arenas"]) + g["mmapped_mem"])
+        mi = (walk.get("agent") or {}).get("mallinfo2")
+        if isinstance(mi, dict) and "libc.so" in str(mi.get("from")):
+            agent_in_use = mi.get("uordblks", 0) + mi.get("hblkhd", 0)
+            walked = in_use_total + g["mmapped_mem"]
+            if abs(agent_in_use - walked) > 0.01 * max(walked, 1):
+                notes.append(f"the allocstats agent's mallinfo2 says {agent_in_use} bytes in use, the walk "
+                             f"{walked} (read at different moments)")
         result["glibc"] = {"version": ".".join(map(str, libc["version"])) if libc["version"] else None,
                            "arenas": arenas, "in_use_bytes": in_use_total + g["mmapped_mem"],
                            "arena_in_use_bytes": in_use_total, "free_bytes": free_total,
@@ -767,11 +884,24 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
     result["stacks"] = stacks
     # the rest, mapping by mapping
     exec_paths = {v.path for v in vmas if v.path.startswith("/") and "x" in v.perms}
+    agent = walk.get("agent")
+    figures = agent_figures(agent, allocator) if allocator != "glibc" else None
+    result["agent"] = agent
+    result["allocator_figures_from"] = ("agent" if figures else None) if allocator != "glibc" else (
+        "walk" if g is not None else None)
     other_anon = ITEM_ANON if allocator == "glibc" else f"allocator heap ({allocator}): not itemized"
     go_names = {**GO_NAMES, other_anon: "HeapSys-HeapReleased"} if allocator != "glibc" else GO_NAMES
-    if allocator != "glibc":
+    if allocator != "glibc" and not figures:
+        why = walk.get("agent_note") if agent is None else f"the agent's answer has no {allocator} figures"
         notes.append(f"{allocator}'s own figures are not read from outside (docs/memstats.md): its heap is "
-                     "the anonymous memory outside thread stacks, libraries' data included")
+                     f"the anonymous memory outside thread stacks, libraries' data included ({why}); "
+                     + AGENT_HINT)
+    if figures:
+        # the allocator's mappings are not told apart from other anonymous ones (no addresses
+        # in its figures), but libraries' data (bss: the anonymous mapping right after a
+        # library's file mapping) is, and stays "other anonymous"
+        other_anon = f"allocator heap ({allocator})"
+        ends = {v.end for v in vmas if v.path.startswith("/") and v.inode}
     main_stack = 0
     for i, v in enumerate(vmas):
         # Below zero only when finer lines claimed more of this mapping than smaps says is
@@ -792,18 +922,60 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
             name = ITEM_SHARED
         elif v.path.startswith("/") and v.inode:
             name = ITEM_FILE
+        elif figures and not v.path and v.start in ends:
+            name = ITEM_ANON
         else:
             name = other_anon
         add(name, left)
     stacks["live_bytes"] += main_stack
+    agent_lines = []
+    if figures:
+        # the allocator's heap, itemized with its own figures; what its mappings hold beyond
+        # them (or what the figures count but is not resident) shows in the remainder
+        heap_resident = items.pop(other_anon, 0)
+        in_use_item, free_item, meta_item, muzzy_item = agent_lines = alloc_items(allocator)
+        # The figures count bytes mapped, not resident, and carry no addresses, so pagemap
+        # cannot place them: what is measured is the resident bytes of the allocator's
+        # mappings, handed to the figures in this order, each up to its own count: in use
+        # (what a program allocated, it wrote), free (freed memory was in use once), muzzy,
+        # metadata last (both allocators reserve metadata in large blocks touched as needed:
+        # jemalloc counted 2.8 MB of it where all its mappings held 0.75 MB resident). The
+        # part of a figure left without resident bytes was never touched or was returned
+        # (below the line; for the free figure it is HeapReleased, as in Go); resident bytes
+        # beyond all the figures are not the allocator's to claim: they stay in the remainder.
+        in_use_res = min(figures["in_use"], heap_resident)
+        free_res = min(figures["free_resident"], heap_resident - in_use_res)
+        muzzy_res = min(figures["muzzy"], heap_resident - in_use_res - free_res)
+        meta_res = min(figures["metadata"], heap_resident - in_use_res - free_res - muzzy_res)
+        add(in_use_item, in_use_res)
+        add(free_item, free_res)
+        add(meta_item, meta_res)
+        if allocator == "jemalloc":
+            add(muzzy_item, muzzy_res)
+        go_names = {**go_names, in_use_item: "HeapInuse", free_item: "HeapIdle-HeapReleased", meta_item: "MSpanSys"}
+        free_not_res = figures["free_resident"] - free_res
+        result[allocator] = {"figures": figures, "heap_resident_bytes": heap_resident,
+                             "in_use_resident_bytes": in_use_res, "free_resident_bytes": free_res,
+                             "free_not_resident_bytes": free_not_res, "metadata_resident_bytes": meta_res,
+                             "muzzy_resident_bytes": muzzy_res,
+                             "heap_resident_unexplained_bytes":
+                                 heap_resident - in_use_res - meta_res - muzzy_res - free_res}
+        go.update(HeapInuse=figures["in_use"], HeapIdle=figures["free_resident"] + figures["released"],
+                  HeapReleased=figures["released"] + free_not_res,
+                  HeapSys=figures["in_use"] + figures["free_resident"] + figures["released"],
+                  MSpanSys=figures["metadata"])
+        other_anon = None
     add(ITEM_REMAINDER, rss - sum(items.values()))
-    order = [ITEM_IN_USE, ITEM_FREE_RESIDENT, ITEM_BEYOND, other_anon if allocator != "glibc" else None,
+    order = [ITEM_IN_USE, ITEM_FREE_RESIDENT, ITEM_BEYOND, *agent_lines,
+             other_anon if allocator != "glibc" else None,
              ITEM_STACKS, ITEM_CACHED, ITEM_CODE, ITEM_FILE, ITEM_SHARED, ITEM_ANON, ITEM_REMAINDER]
-    keep_zero = {ITEM_REMAINDER} | ({ITEM_IN_USE, ITEM_FREE_RESIDENT} if g is not None else set())
+    keep_zero = {ITEM_REMAINDER, *agent_lines[:3]} | ({ITEM_IN_USE, ITEM_FREE_RESIDENT} if g is not None else set())
     result["items"] = [{"name": n, "bytes": items[n], "go": go_names.get(n)}
                        for n in dict.fromkeys(x for x in order if x) if n in items and (items[n] or n in keep_zero)]
     if g is not None:  # Go's HeapInuse counts the heap in use whether or not each page was touched
         result["items"][0]["go_bytes"] = go["HeapInuse"]
+    elif figures:  # the allocator's count: handed out, touched or not (the remainder shows the difference)
+        next(it for it in result["items"] if it["name"] == agent_lines[0])["go_bytes"] = figures["in_use"]
     if stacks["live"] or main_stack:
         go["StackInuse"] = stacks["live_bytes"]
     if threads is not None:
@@ -817,6 +989,17 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
                       go["HeapInuse"] - items[ITEM_IN_USE], None),
                      ("heap free, not resident: returned or never touched (outside RSS)",
                       go["HeapReleased"], "HeapReleased")]
+    elif figures:
+        also[0:0] = [(f"heap in use, not resident ({allocator}'s count beyond its mappings' resident bytes)",
+                      figures["in_use"] - result[allocator]["in_use_resident_bytes"], None),
+                     (f"heap free, not resident: never touched, or returned ({allocator}'s free figure beyond "
+                      "its mappings' resident bytes)", result[allocator]["free_not_resident_bytes"], None),
+                     (f"allocator metadata, not resident ({allocator}'s count beyond its mappings' resident "
+                      "bytes)", figures["metadata"] - result[allocator]["metadata_resident_bytes"], None),
+                     (f"heap released ({allocator}: {ALLOC_RELEASED_WHAT[allocator]}), as {allocator} counts it "
+                      "(outside RSS)", figures["released"], None),
+                     ("heap free not resident + heap released: Go's HeapReleased", go["HeapReleased"],
+                      "HeapReleased")]
     result["also"] = [{"name": n, "bytes": b, "go": gname} for n, b, gname in also]
     return result
 
@@ -853,6 +1036,14 @@ def table(snap):
                      f"(mallinfo2 uordblks+hblkhd), free {g['free_bytes']:,} of which resident "
                      f"{g['free_resident_bytes']:,}; mmapped chunks {g['mmapped']['count']} "
                      f"({g['mmapped']['bytes']:,} bytes)")
+    for name in ("tcmalloc", "jemalloc"):
+        a = snap.get(name)
+        if snap.get("allocator_figures_from") == "agent" and a:
+            f = a["figures"]
+            lines.append(f"  {name}'s own figures (allocstats agent, in-process): in use {f['in_use']:,}, free "
+                         f"resident {f['free_resident']:,}, released {f['released']:,}, metadata "
+                         f"{f['metadata']:,}; its mappings hold {a['heap_resident_bytes']:,} resident "
+                         f"(beyond all its figures: {a['heap_resident_unexplained_bytes']:,}, in the remainder)")
     st = snap["stacks"]
     lines.append(f"  threads: {st['live']} live stacks from glibc's list (+ main), {st['cached']} cached")
     if not snap["settled"]:
@@ -876,7 +1067,9 @@ def add_arguments(p):
 
 EPILOG = ("Reads /proc/PID/smaps, mem and pagemap; never stops, traces or signals the target. glibc's "
           "layouts come from its debug information (libc6-dbg) through gdb run on the library file, "
-          "cached per build-id. exit codes: 0 printed, 2 bad PID (not a number, no such process, a thread "
+          "cached per build-id. tcmalloc's and jemalloc's heaps are itemized when the program was started "
+          "with LD_PRELOAD=liballocstats.so (the opt-in allocstats agent). exit codes: 0 printed, 2 bad "
+          "PID (not a number, no such process, a thread "
           "id), 99 a read refused (the cause and remedy are printed). See docs/memstats.md.")
 
 

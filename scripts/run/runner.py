@@ -20,7 +20,8 @@ from scripts.base import distro, eventlog
 from scripts.base.exits import EXIT_FAILED, EXIT_OK, EXIT_SKIP, EXIT_SYSTEM, EXIT_USAGE  # noqa: F401  (runner.EXIT_* for its callers)
 from scripts.expect import expected
 from scripts.run import timeline
-from scripts.tools import asan, drd, heapcheck, heapprof, heaptrack, helgrind, lsan, memcheck, orphans, threadcheck, tools, tsan
+from scripts.tools import (asan, dhat, drd, heapcheck, heapprof, heaptrack, helgrind, lsan, massif, memcheck, orphans,
+                           threadcheck, tools, tsan)
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_TIMEOUT_S = 1800
@@ -66,7 +67,7 @@ class Terminated(BaseException):
 #   versions(spec, binary)         {"tool_path", "tool_version", ...}
 #   postprocess(spec, binary, run_dir, info) -> (tool.json dict or None, errors, notes)
 TOOL_MODULES = {m.NAME: m for m in (heapprof, memcheck, heapcheck, lsan, asan, tsan, heaptrack, threadcheck,
-                                    orphans, helgrind, drd)}
+                                    orphans, helgrind, drd, massif, dhat)}
 # Why a tool needs the allocator it needs (the usage error says it).
 ALLOCATOR_WHY = {
     "heapprof": "the gperftools heap profiler lives in tcmalloc",
@@ -80,6 +81,8 @@ ALLOCATOR_WHY = {
     "orphans": "liborphans.so is preloaded into the scenario's glibc build (its malloc family must be the process's)",
     "helgrind": "valgrind replaces malloc itself",
     "drd": "valgrind replaces malloc itself",
+    "massif": "massif --pages-as-heap runs under glibc, tcmalloc or jemalloc (it leaves malloc alone)",
+    "dhat": "valgrind replaces malloc itself (a -tcmalloc or -jemalloc binary runs on Valgrind's malloc)",
 }
 
 

@@ -21,6 +21,10 @@ KINDS = {
     "orphan": "threads proven unable to run again (orphans; blocks = threads, bytes = heap reachable only from them)",
     "holding": "threads that ended, or were still blocked at exit, holding a lock (Helgrind 'Exiting thread still "
                "holds N lock(s)'; blocks = threads)",
+    # The profilers' figures (massif --pages-as-heap: pages mapped, no blocks; DHAT: live blocks):
+    "peak": "at the profile's peak (massif: the largest snapshot's pages mapped; DHAT: live at t-gmax)",
+    "final": "at the end (massif: pages still mapped at the last snapshot; DHAT: blocks live at t-end)",
+    "total": "allocated over the whole run, freed or not (DHAT 'Total')",
 }
 # A tool "reports threads" when one of these kinds has blocks > 0.
 THREAD_KINDS = ("thread", "alive", "orphan", "holding")
@@ -29,6 +33,7 @@ KIND_ALIASES = {
     **{k: k for k in KINDS},
     "definitely_lost": "definite", "indirectly_lost": "indirect", "possibly_lost": "possible",
     "still_reachable": "reachable", "direct": "definite", "threads": "thread", "inuse": "in_use",
+    "t_gmax": "peak", "t_end": "final", "end": "final",
 }
 
 REPORTED, NOT_REPORTED = "reported", "not reported"

@@ -32,12 +32,16 @@ from scripts.tools import tools
 
 # Column order: the classic checker first, then the profilers, the sanitizers, heaptrack.
 MATRIX_TOOLS = ("memcheck", "heapprof", "heapcheck", "lsan", "asan", "tsan", "heaptrack", "threadcheck", "orphans",
-                "helgrind", "drd")
+                "helgrind", "drd", "massif", "dhat")
 # The columns a matrix runs when --tools is not given: the leak detectors. The
 # cause checkers (helgrind, drd) are asked for by name (--tools helgrind,drd,tsan):
 # only the zoo and blocked_workers have expectations for them, and under them a
-# 1,000-thread scenario runs for minutes per cell.
+# 1,000-thread scenario runs for minutes per cell. So are the profilers (massif
+# --pages-as-heap, DHAT): only the retention kernels and delayed_exit expect them.
 DEFAULT_TOOLS = MATRIX_TOOLS[:9]
+# The profilers: no zoo kernel has checks for them (a thread leak is not what they measure).
+PROFILE_TOOLS = ("massif", "dhat")
+ZOO_TOOLS = tuple(t for t in MATRIX_TOOLS if t not in PROFILE_TOOLS)
 DEFAULT_TOLERANCE = 0.05   # bytes may move 5 % ...
 DEFAULT_FLOOR = 0.10       # ... or by less than 10 % of the row's payload_bytes (see docs/tools.md)
 BASELINES_DIR = runner.REPO / "baselines"
@@ -66,17 +70,19 @@ def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected
     returns the cell dict. `tool` is a column: TOOL or TOOL@RELEASE;
     `options` are scenario options that win over the expected file's [[args]]."""
     exp_path = expected.path_for(scenario, expected_dir)
-    allocator = runner.default_allocator(tool)
+    try:
+        exp = expected.load(exp_path)
+    except expected.ExpectedFileError as e:
+        exp = e
+    allocator = cell_allocator(exp, tool, variant, scale)
     cell = {"scenario": scenario, "variant": variant, "tool": tool, "canary": canary,
             "allocator": allocator, "scale": {"scale": scale}}
     extra = (runner.canary_options(tool) if canary else []) + list(options)
     base, release = runner.parse_tool(tool)
     spec = runner.RunSpec(scenario=scenario, variant=variant, scale=scale, allocator=allocator, tool=base,
                           release=release, out=out, build_dir=build_dir, timeout_s=timeout_s, options=list(extra))
-    try:
-        exp = expected.load(exp_path)
-    except expected.ExpectedFileError as e:
-        return {**cell, "status": "error", "reason": f"broken expected file: {e}"}
+    if isinstance(exp, expected.ExpectedFileError):
+        return {**cell, "status": "error", "reason": f"broken expected file: {exp}"}
     sel = (variant, runner.tool_id(spec), allocator, scale)
     if "@" in sel[1]:
         cell["release"] = sel[1].partition("@")[2]
@@ -102,6 +108,21 @@ def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected
         if done["truth"] is not None:
             done["truth"]["cause"] = exp.truth.cause
     return done
+
+
+def cell_allocator(exp, tool, variant, scale):
+    """The tool's default allocator, unless the expected file checks this tool on this variant
+    only under another one the tool runs under (tcmalloc_cache under massif: tcmalloc; the
+    kernel skips under glibc)."""
+    default = runner.default_allocator(tool)
+    module = runner.TOOL_MODULES.get(expected.split_tool(tool)[0])
+    if module is None or isinstance(exp, Exception):
+        return default
+    for allocator in (default, *module.ALLOCATORS):
+        if any(c.applies(variant, tool, allocator, scale) and c.allocator != ("any",) or
+               allocator == default and c.applies(variant, tool, allocator, scale) for c in exp.checks):
+            return allocator
+    return default
 
 
 _CRASH = re.compile(r"Sanitizer (has encountered a fatal error|: CHECK failed)|SEGV|deadly signal|stack-overflow")

@@ -85,7 +85,7 @@ def counts(names, expected_dir):
         f = family(exp.truth.origin)
         fam[f] = fam.get(f, 0) + 1
         variants = len(exp.truth.variants)
-        cells += len(matrix.MATRIX_TOOLS) * (variants + 1)   # + the canary row (its last variant)
+        cells += len(matrix.ZOO_TOOLS) * (variants + 1)   # + the canary row (its last variant)
         derived += sum(1 for c in exp.checks if c.rule)
         own += sum(1 for c in exp.checks if not c.rule)
     order = ("GoKer", "LeakProf", "C or C++ project", "C only")
@@ -93,8 +93,8 @@ def counts(names, expected_dir):
             "C or C++ project": "from fixed bugs of C and C++ projects", "C only": "C only"}
     parts = [f"{fam[f]} {said[f]}" for f in order if fam.get(f)]
     return (f"Counts (generated): {len(names)} kernels: {', '.join(parts)}. "
-            f"`./leaklab matrix --scale quick --scenarios zoo --tools {','.join(matrix.MATRIX_TOOLS)}` runs "
-            f"{cells:,} cells over those {len(matrix.MATRIX_TOOLS)} tools (each kernel's variants and a canary "
+            f"`./leaklab matrix --scale quick --scenarios zoo --tools {','.join(matrix.ZOO_TOOLS)}` runs "
+            f"{cells:,} cells over those {len(matrix.ZOO_TOOLS)} tools (each kernel's variants and a canary "
             f"row per tool); "
             f"the kernels get {derived:,} tool checks from their truth (expected/tools/) and "
             f"write {own} of their own (exceptions and additions).")

@@ -158,7 +158,7 @@ class Load(unittest.TestCase):
             ('[[check]]\nexpect = "threads >= 1"\n', "variant"),
             ('[[check]]\nvariant = "leaky"\n', "expect"),
             ('[[check]]\nvariant = "leaky"\nexpect = "a >= 1"\nallocater = "glibc"\n', "allocater"),
-            ('[[check]]\nvariant = "leaky"\nexpect = "a >= 1"\ntool = "massif"\n', "massif"),
+            ('[[check]]\nvariant = "leaky"\nexpect = "a >= 1"\ntool = "callgrind"\n', "callgrind"),
             ('[[check]\n', "TOML"),
             ('[[driver]]\non = "listening"\n', "run"),
         ]:

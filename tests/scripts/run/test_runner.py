@@ -258,7 +258,7 @@ class CommandLine(Base):
         self.assertIn("fake_scn", r.stderr)
 
     def test_bad_option_values_are_2(self):
-        for args, word in [(["--scale", "huge"], "--scale"), (["--tool", "massif"], "--tool"),
+        for args, word in [(["--scale", "huge"], "--scale"), (["--tool", "callgrind"], "--tool"),
                            (["--allocator", "mimalloc"], "--allocator"), (["--interval-ms", "0"], "--interval-ms"),
                            (["--variant", "sideways"], "--variant")]:
             with self.subTest(args=args):

@@ -678,6 +678,10 @@ static void explain_thread(marker *m, size_t i)
         say(a, " its futex word is in no heap block or thread stack (a global, or unknown)\n");
         return;
     }
+    if (t->wait == OR_WAIT_SHARED) {
+        say(a, " it waits on a process-shared futex, which another process may wake\n");
+        return;
+    }
     uintptr_t addr = t->futex;
     for (int depth = 0; depth < 24; depth++) {
         if (addr >= REGS_HOLDER(a->threads.len - 1)) {
@@ -998,7 +1002,7 @@ int or_analyze(or_analysis *a, const void *caller_uc, uintptr_t caller_sp)
                 t->target = in->thread;
             }
         } else if (shared) {
-            /* process-shared: another process may wake it */
+            t->wait = OR_WAIT_SHARED; /* another process may wake it */
         } else if ((b = block_of(&m, word)) >= 0) {
             t->wait = OR_WAIT_HEAP;
             t->target = (size_t)b;

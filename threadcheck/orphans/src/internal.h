@@ -215,6 +215,7 @@ enum or_wait_class {
     OR_WAIT_STACK,      /* ... inside the live stack of thread `target` */
     OR_WAIT_JOIN,       /* ... is thread `target`'s tid: pthread_join */
     OR_WAIT_OTHER,      /* somewhere we do not know: counted as wakeable */
+    OR_WAIT_SHARED,     /* a process-shared futex: another process may wake it (wakeable) */
 };
 
 enum or_thread_fate {
