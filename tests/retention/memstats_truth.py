@@ -115,17 +115,11 @@ NOT_CHECKED = {("jemalloc", "HeapReleased"): "jemalloc's retained also counts ad
 
 
 def agent_rows(truth, variant, params, allocator, payload_bytes, base, at):
-    """As retention.memstats_rows, for the figures an agent's answer gives; ok is None for a
+    """retention.memstats_rows for the figures an agent's answer gives; ok is None for a
     row printed but not checked (NOT_CHECKED)."""
-    tol = truth.tolerance * payload_bytes + truth.noise(allocator)
-    rows = []
-    for name, keys in AGENT_FIGURES:
-        expected_bytes = sum(truth.value(variant, k, params, allocator) for k in keys)
-        observed = figure(at, name) - figure(base, name)
-        label = f"memstats {name}@{truth.phase} - @{truth.baseline} ≈ {' + '.join(keys)}"
-        ok = None if (allocator, name) in NOT_CHECKED else abs(observed - expected_bytes) <= tol
-        rows.append((label, expected_bytes, observed, tol, ok))
-    return rows
+    skip = {name for (alloc, name) in NOT_CHECKED if alloc == allocator}
+    return retention.memstats_rows(truth, variant, params, allocator, payload_bytes, base, at,
+                                   figures=AGENT_FIGURES, figure=figure, not_checked=skip)
 
 
 def main(argv):
