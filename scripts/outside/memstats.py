@@ -599,7 +599,8 @@ def ask_agent(pid, timeout=AGENT_TIMEOUT_S):
 
 def agent_figures(answer, allocator):
     """The allocator's own figures from the agent's answer, in Go's terms (bytes): in_use,
-    free_resident, released, metadata, muzzy; None when the answer has no usable section."""
+    free_resident, released, metadata, muzzy (and jemalloc's purged: pages given back so far,
+    cumulative, or None); None when the answer has no usable section."""
     a = (answer or {}).get(allocator)
     if not isinstance(a, dict):
         return None
@@ -625,8 +626,14 @@ def agent_figures(answer, allocator):
         # objects and jemalloc's internal allocations (both in its metadata too)
         cached = sum(max(a.get(k, 0), 0) for k in ("tcache_bytes", "tcache_stashed_bytes", "internal"))
         in_use = max(a["allocated"] - cached, 0)
+        # retained is address space kept without pages: what was purged, and what extent growth
+        # reserved and never touched (both read non-present in pagemap too); only the purge
+        # counts tell what was given back. They are cumulative: a page purged and in use again
+        # still counts, and with muzzy decay on (MADV_FREE first) a page can count twice.
+        purged = [a.get(k) for k in ("dirty_purged_bytes", "muzzy_purged_bytes")]
         return {"in_use": in_use, "free_resident": max(a["resident"] - in_use - a["metadata"], 0),
-                "released": a["retained"], "metadata": a["metadata"], "muzzy": max(a.get("muzzy_bytes", 0), 0)}
+                "released": a["retained"], "metadata": a["metadata"], "muzzy": max(a.get("muzzy_bytes", 0), 0),
+                "purged": sum(purged) if all(isinstance(n, int) and n >= 0 for n in purged) else None}
     return None
 
 
@@ -1000,6 +1007,9 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
                       "(outside RSS)", figures["released"], None),
                      ("heap free not resident + heap released: Go's HeapReleased", go["HeapReleased"],
                       "HeapReleased")]
+        if figures.get("purged") is not None:  # beside the released line it tells apart
+            also.insert(4, (f"heap returned so far: pages {allocator} purged since the start (its cumulative "
+                            "count; some may be in use again)", figures["purged"], None))
     result["also"] = [{"name": n, "bytes": b, "go": gname} for n, b, gname in also]
     return result
 

@@ -9,6 +9,8 @@ tcmalloc or jemalloc), held at `allocated` and at `exited`:
   - memstats' heap in use (the HeapInuse line's Go figure) is the scenario's own
     alloc.in_use_bytes, read in-process as the hold began, within 2 %;
   - the items add up to RSS, the unexplained remainder within 1 % of it;
+  - jemalloc's purge counts (what it gave back) are in the answer, and memstats shows their
+    sum as the "heap returned so far" line;
   - without the preload, tcmalloc's and jemalloc's heap is the one "not itemized" line, and
     a note names the opt-in.
 
@@ -62,6 +64,12 @@ class AllocStats(unittest.TestCase):
         self.assertIn("mallinfo2" if ALLOCATOR == "glibc" else ALLOCATOR, agent)
         self.assertEqual(checks.heap_inuse_problems(snap, held.alloc["in_use_bytes"], IN_USE_TOL), [])
         self.assertEqual(checks.sum_problems(snap), [], snap["items"])
+        if ALLOCATOR == "jemalloc":  # what was given back: the purge counts, a line of their own
+            purged = agent["jemalloc"]["dirty_purged_bytes"] + agent["jemalloc"]["muzzy_purged_bytes"]
+            self.assertGreaterEqual(min(agent["jemalloc"]["dirty_purged_bytes"],
+                                        agent["jemalloc"]["muzzy_purged_bytes"]), 0, agent["jemalloc"])
+            returned = [a["bytes"] for a in snap["also"] if a["name"].startswith("heap returned so far")]
+            self.assertEqual(returned, [purged], snap["also"])
         inuse = checks.heap_inuse_item(snap)
         print(f"{ALLOCATOR} {phase}: memstats in use {inuse['go_bytes']} (resident {inuse['bytes']}), "
               f"scenario's alloc.in_use_bytes {held.alloc['in_use_bytes']}, RSS {snap['rss_bytes']}, "

@@ -49,9 +49,11 @@
  *       jemalloc: after refreshing "epoch": page, narenas, allocated, active,
  *                 metadata, resident, mapped, retained (stats.*), dirty_bytes
  *                 and muzzy_bytes (stats.arenas.<MALLCTL_ARENAS_ALL>.pdirty and
- *                 .pmuzzy times the page size), tcache_bytes,
- *                 tcache_stashed_bytes, internal (stats.arenas.<ALL>.*); a name
- *                 the library does not know is -1;
+ *                 .pmuzzy times the page size), dirty_purged_bytes and
+ *                 muzzy_purged_bytes (stats.arenas.<ALL>.dirty_purged and
+ *                 .muzzy_purged, cumulative page counts, times the page size),
+ *                 tcache_bytes, tcache_stashed_bytes, internal
+ *                 (stats.arenas.<ALL>.*); a name the library does not know is -1;
  *       mallinfo2: arena, ordblks, hblkhd, uordblks, fordblks, keepcost (of
  *                 whichever mallinfo2 the process resolves: glibc's, or the
  *                 allocator's own).

@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <link.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -201,6 +202,13 @@ static void tcmalloc_figures(struct out *o)
 
 typedef int (*mallctl_fn)(const char *, void *, size_t *, void *, size_t);
 
+static long long jemalloc_u64(mallctl_fn mallctl, const char *name)
+{
+    uint64_t value = 0;
+    size_t len = sizeof value;
+    return mallctl(name, &value, &len, NULL, 0) == 0 && value <= LLONG_MAX ? (long long)value : -1;
+}
+
 static long long jemalloc_size(mallctl_fn mallctl, const char *name)
 {
     size_t value = 0, len = sizeof value;
@@ -235,6 +243,15 @@ static void jemalloc_figures(struct out *o)
         snprintf(name, sizeof name, "stats.arenas.%u.%s", (unsigned)MALLCTL_ARENAS_ALL, pages[i]);
         long long n = jemalloc_size(mallctl, name);
         put(o, ",\"%s\":%lld", page_keys[i], n >= 0 && page > 0 ? n * page : -1);
+    }
+    /* Pages purged so far (cumulative counts): jemalloc's retained also holds address space
+     * it reserved and never touched, so what was given back shows only in these */
+    static const char *const purged[] = {"dirty_purged", "muzzy_purged"};
+    static const char *const purged_keys[] = {"dirty_purged_bytes", "muzzy_purged_bytes"};
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "stats.arenas.%u.%s", (unsigned)MALLCTL_ARENAS_ALL, purged[i]);
+        long long n = jemalloc_u64(mallctl, name);
+        put(o, ",\"%s\":%lld", purged_keys[i], n >= 0 && page > 0 ? n * page : -1);
     }
     static const char *const arena_bytes[] = {"tcache_bytes", "tcache_stashed_bytes", "internal"};
     for (size_t i = 0; i < sizeof arena_bytes / sizeof arena_bytes[0]; i++) {
