@@ -265,16 +265,20 @@ static void hold_here(ll_run *run, long long seconds, const char *phase)
  * watchdog's time as it was. */
 static void hold_at(ll_run *run, const char *phase)
 {
-    if (!run->hold_at_phase || strcmp(run->hold_at_phase, phase) != 0)
-        return;
-    run->hold_at_phase = NULL; /* once: a phase such as `idle` comes again and again */
-    if (run->hold_at_s == LL_HOLD_FOR_DRIVER) {
-        hold_here(run, run->hold_at_s, phase);
+    for (int i = 0; i < run->hold_at_count; i++) {
+        struct ll_hold_at *h = &run->hold_at[i];
+        if (strcmp(h->phase, phase) != 0)
+            continue;
+        h->phase[0] = '\0'; /* once: a phase such as `idle` comes again and again */
+        if (h->seconds == LL_HOLD_FOR_DRIVER) {
+            hold_here(run, h->seconds, phase);
+            return;
+        }
+        unsigned watchdog_left = alarm(0);
+        hold_here(run, h->seconds, phase);
+        alarm(watchdog_left ? watchdog_left : 1);
         return;
     }
-    unsigned watchdog_left = alarm(0);
-    hold_here(run, run->hold_at_s, phase);
-    alarm(watchdog_left ? watchdog_left : 1);
 }
 
 /* ---- the driver's word on stdin ---- */
@@ -327,7 +331,8 @@ static void print_help(const ll_scenario *s)
            "  --hold-at PHASE[:SECONDS|:driver]\n"
            "                      the same at the first phase of that name (default: until a signal),\n"
            "                      then go on; the `hold` event names the phase. :driver holds until\n"
-           "                      the line '" LL_HOLD_DRIVER_WORD "' on stdin (a [[driver]]'s send), watchdog running\n"
+           "                      the line '" LL_HOLD_DRIVER_WORD "' on stdin (a [[driver]]'s send), watchdog running;\n"
+           "                      up to %d times, one phase each\n"
            "  --heap-profile DIR  dump a gperftools heap profile at every phase (tcmalloc builds)\n"
            "  --guard-pages on|off  thread stack guard pages (default on; see docs/tools.md)\n"
            "  --canary            plant one definite leak of %d bytes, for tool canaries\n"
@@ -343,7 +348,7 @@ static void print_help(const ll_scenario *s)
            "                      (what a page-level profiler must count: massif's canary)\n"
            "  --help              this text\n"
            "\nexit codes: 0 ran as designed, 2 bad usage, 99 refused resource or timeout\n",
-           LL_DEFAULT_TIMEOUT_S, CANARY_BYTES);
+           LL_DEFAULT_TIMEOUT_S, LL_MAX_HOLD_AT, CANARY_BYTES);
 }
 
 /* The canary: one block of a size no scenario uses, its only pointer dropped,
@@ -576,8 +581,8 @@ int ll_main(const ll_scenario *s, int argc, char **argv)
     run.events_fd = STDOUT_FILENO;
     run.guard_pages = cli.guard_pages;
     run.heap_profile_dir = cli.heap_profile_dir;
-    run.hold_at_phase = cli.hold_at_phase[0] ? cli.hold_at_phase : NULL;
-    run.hold_at_s = cli.hold_at_s;
+    run.hold_at = cli.hold_at;
+    run.hold_at_count = cli.hold_at_count;
     pthread_mutex_init(&run.events_lock, NULL);
     long long timeout_s = cli.timeout_s, hold_s = cli.hold_s;
     bool canary = cli.canary, canary_thread_wanted = cli.canary_thread;

@@ -24,8 +24,9 @@ struct ll_run {
     int heap_profile_seq;
     bool guard_pages;
     atomic_long threads_started;
-    const char *hold_at_phase;     /* --hold-at: hold once, at the first phase of this name */
-    long long hold_at_s;           /* -1: until a signal; LL_HOLD_FOR_DRIVER: until the driver's line */
+    struct ll_hold_at *hold_at;    /* --hold-at: hold once at the first phase of each name; a */
+    int hold_at_count;             /* taken one's phase is emptied (-1: until a signal; */
+                                   /* LL_HOLD_FOR_DRIVER: until the driver's line) */
 };
 
 /* A growable text buffer for building one JSON line before a single write(2):

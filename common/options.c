@@ -189,19 +189,23 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
         case OPT_HOLD_AT: {
             /* PHASE[:SECONDS]: the phase name is checked only when a phase of that name is
              * reached (the harness does not know a scenario's phases in advance). */
+            struct ll_hold_at *h = &cli->hold_at[cli->hold_at_count];
             const char *colon = strchr(optarg, ':');
             size_t len = colon ? (size_t)(colon - optarg) : strlen(optarg);
-            if (len == 0 || len >= sizeof cli->hold_at_phase)
+            if (cli->hold_at_count == LL_MAX_HOLD_AT)
+                return refuse(msg, msg_len, "--hold-at: given more than %d times", LL_MAX_HOLD_AT);
+            if (len == 0 || len >= sizeof h->phase)
                 return refuse(msg, msg_len, "--hold-at: '%s'; expected PHASE[:SECONDS|:driver], PHASE 1-%zu characters",
-                              shown(optarg, &cut), sizeof cli->hold_at_phase - 1);
+                              shown(optarg, &cut), sizeof h->phase - 1);
             v = -1;
             if (colon && strcmp(colon + 1, "driver") == 0)
                 v = LL_HOLD_FOR_DRIVER;
             else if (colon && parse_value("hold-at", colon + 1, 1, LL_MAX_TIMEOUT_S, &v, msg, msg_len) != LL_EXIT_OK)
                 return LL_EXIT_USAGE;
-            memcpy(cli->hold_at_phase, optarg, len);
-            cli->hold_at_phase[len] = '\0';
-            cli->hold_at_s = v;
+            memcpy(h->phase, optarg, len);
+            h->phase[len] = '\0';
+            h->seconds = v;
+            cli->hold_at_count++;
             break;
         }
         case OPT_HEAP_PROFILE:

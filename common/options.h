@@ -16,6 +16,9 @@
 enum { LL_DEFAULT_TIMEOUT_S = 900, LL_MAX_TIMEOUT_S = 86400 };
 /* --hold-at PHASE:driver: hold until the runner's driver writes this line on stdin. */
 enum { LL_HOLD_FOR_DRIVER = -2 };
+/* --hold-at may be given this many times (a retention kernel's runs hold at its truth's
+ * baseline and at its phase: two). */
+enum { LL_MAX_HOLD_AT = 4 };
 #define LL_HOLD_DRIVER_WORD "go-on"
 
 /* The harness options, validated. Scenario option values go to run->values. */
@@ -26,8 +29,11 @@ typedef struct ll_cli {
     const char *heap_profile_dir; /* --heap-profile DIR, or NULL */
     long long timeout_s;          /* --timeout, [1, LL_MAX_TIMEOUT_S] */
     long long hold_s;             /* --hold: 0 none, -1 forever */
-    char hold_at_phase[64];       /* --hold-at PHASE[:SECONDS]: "" none */
-    long long hold_at_s;          /* its SECONDS, -1 forever, LL_HOLD_FOR_DRIVER */
+    struct ll_hold_at {           /* --hold-at PHASE[:SECONDS], given up to LL_MAX_HOLD_AT times */
+        char phase[64];           /* "" none */
+        long long seconds;        /* -1 forever, LL_HOLD_FOR_DRIVER */
+    } hold_at[LL_MAX_HOLD_AT];
+    int hold_at_count;
     bool guard_pages;             /* --guard-pages on|off */
     bool canary, canary_thread;
     bool canary_stuck_thread;     /* --canary-stuck-thread: threadcheck's canary */

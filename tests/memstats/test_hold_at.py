@@ -2,8 +2,9 @@
 their targets with: a bad value exits 2 naming the option; PHASE:1 holds once at the first
 phase of that name, says so in a `hold` event (phase and the allocator's figures), then goes
 on to the end with exit 0; a phase the run never reaches holds nothing (the control: the
-same run with a phase it does reach has a `hold` event); SIGTERM during a hold ends the run
-with exit 0 and an `end` event. Exits 77 when delayed_exit is not built."""
+same run with a phase it does reach has a `hold` event); given twice, it holds at each
+phase in the run's order (a retention kernel's runs hold at its truth's baseline and phase),
+and a fifth time exits 2; SIGTERM during a hold ends the run with exit 0 and an `end` event. Exits 77 when delayed_exit is not built."""
 import json
 import subprocess
 import sys
@@ -45,6 +46,19 @@ class HoldAt(unittest.TestCase):
         self.assertEqual(names[names.index("hold") - 1], "idle")
         self.assertEqual(seen[-1]["event"], "end")
         self.assertEqual(seen[-1]["status"], 0)
+
+    def test_holds_at_each_phase_given(self):
+        # given in the other order than the run reaches them: each holds at its own phase
+        r = run("--hold-at", "exited:1", "--hold-at", "allocated:1")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        seen = events(r.stdout)
+        self.assertEqual([e["phase"] for e in seen if e["event"] == "hold"], ["allocated", "exited"])
+        names = [e["event"] if e["event"] != "phase" else e["phase"] for e in seen]
+        for i in (i for i, n in enumerate(names) if n == "hold"):
+            self.assertIn(names[i - 1], ("allocated", "exited"))
+        r = run(*[a for p in ("a", "b", "c", "d", "e") for a in ("--hold-at", f"{p}:1")])
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("more than 4 times", r.stderr)
 
     def test_a_phase_never_reached_holds_nothing(self):
         r = run("--hold-at", "nonesuch")
