@@ -279,6 +279,8 @@ def make_spec(args, scenario_options):
         sel = (resolved_variant, runner.tool_id(spec), allocator, args.scale or "seed")
         spec.options = runner.merge_options(exp.options_for(*sel), scenario_options)
         spec.drivers = exp.drivers_for(*sel)
+        spec.preload = exp.preloads_for(*sel)
+        spec.fixed_layout = exp.fixed_layout_for(*sel)
     return spec, exp, exp_path, resolved_variant
 
 

@@ -29,8 +29,9 @@
 #   options = ["--workers", "200"]       options given after `--` win
 #   why = "..."                          optional; required when tool names a release
 #
-#   [[driver]]                           act on a scenario event
+#   [[driver]]                           act on a scenario event, once
 #   on = "listening"                     event name
+#   phase = "exited"                     optional: only that event at this phase (a hold's)
 #   run = ["{build}/scenarios/rw_client", "--port", "{port}"]   optional helper;
 #                                        {build} {run_dir} {FIELD of the event}
 #                                        {python} {leaklab} (scripts/leaklab.py)
@@ -92,7 +93,7 @@ SCALES = ("quick", "seed")
 # widen or narrow what the check applies to, so it is refused.
 CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why", "overrides", "measured"}
 ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options", "why"}
-DRIVER_KEYS = {"on", "run", "send", "variant", "tool", "allocator", "scale"}
+DRIVER_KEYS = {"on", "phase", "run", "send", "variant", "tool", "allocator", "scale"}
 TOP_KEYS = {"summary", "check", "args", "driver", "truth"}
 
 # Functions an expression may call: name -> number of arguments. Every other
@@ -196,15 +197,19 @@ class Selector:
 class ArgsRule:
     selector: Selector
     options: list
+    preload: tuple = ()   # libraries the run starts with (runner.PRELOADS); only a [truth] adds them
+    fixed_layout: bool = False   # start without address-space randomization; only a [truth] asks
 
 
 @dataclass
 class DriverStep:
-    """When event `on` appears: run `run` (if any), then write `send` to stdin."""
+    """When event `on` appears (its phase `phase`, if given): run `run` (if any), then write
+    `send` to stdin. Each step acts once."""
     selector: Selector
     on: str
     run: list = field(default_factory=list)
     send: str | None = None
+    phase: str | None = None
 
 
 @dataclass
@@ -228,6 +233,13 @@ class Expected:
 
     def drivers_for(self, variant, tool, allocator, scale):
         return [d for d in self.drivers if d.selector.applies(variant, tool, allocator, scale)]
+
+    def preloads_for(self, variant, tool, allocator, scale):
+        return [lib for rule in self.args if rule.selector.applies(variant, tool, allocator, scale)
+                for lib in rule.preload]
+
+    def fixed_layout_for(self, variant, tool, allocator, scale):
+        return any(rule.fixed_layout for rule in self.args if rule.selector.applies(variant, tool, allocator, scale))
 
 
 def _match(accepted, actual):
@@ -346,11 +358,17 @@ def load(path, rules_dir=None):
             raise ExpectedFileError(f"{where}: 'send' must be one word")
         if not run and send is None:
             raise ExpectedFileError(f"{where}: give 'run', 'send' or both")
-        exp.drivers.append(DriverStep(_selector(table, where), table["on"], run, send))
+        phase = table.get("phase")
+        if phase is not None and not isinstance(phase, str):
+            raise ExpectedFileError(f"{where}: 'phase' must be a string")
+        exp.drivers.append(DriverStep(_selector(table, where), table["on"], run, send, phase))
     if "truth" in data:
         from scripts.expect import retention  # a retention kernel's [truth] names its phase (retention.py)
-        exp.truth = (retention.load_truth if retention.is_retention(data["truth"]) else load_truth)(
-            data["truth"], str(path))
+        if retention.is_retention(data["truth"]):
+            exp.truth = retention.load_truth(data["truth"], str(path))
+            retention.attach_native_runs(exp)
+        else:
+            exp.truth = load_truth(data["truth"], str(path))
     if exp.truth is not None or any(c.overrides for c in exp.checks):
         from scripts.expect import derive  # derive builds on this module
         derive.attach(exp, rules_dir if rules_dir is not None else derive.rules_dir_for(path))

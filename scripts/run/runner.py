@@ -84,6 +84,10 @@ ALLOCATOR_WHY = {
     "massif": "massif --pages-as-heap runs under glibc, tcmalloc or jemalloc (it leaves malloc alone)",
     "dhat": "valgrind replaces malloc itself (a -tcmalloc or -jemalloc binary runs on Valgrind's malloc)",
 }
+# Libraries a native run can be started with (RunSpec.preload, from an expected file's
+# [truth]: a retention kernel's tcmalloc and jemalloc runs start with the allocstats agent,
+# so that memstats can itemize their heaps; docs/memstats.md), under the build folder.
+PRELOADS = {"allocstats": "threadcheck/allocstats/liballocstats.so"}
 
 
 def default_allocator(tool):
@@ -136,6 +140,8 @@ class RunSpec:
     timeout_s: float = DEFAULT_TIMEOUT_S
     options: list = field(default_factory=list)   # scenario options after `--`
     drivers: list = field(default_factory=list)   # expected.DriverStep
+    preload: list = field(default_factory=list)   # names of PRELOADS, native runs only
+    fixed_layout: bool = False                    # start without address-space randomization
 
 
 def resolve_build_dir(arg):
@@ -336,6 +342,10 @@ def _live(pids):
 
 
 _PR_SET_PDEATHSIG = 1
+_ADDR_NO_RANDOMIZE = 0x0040000   # linux/personality.h
+FIXED_LAYOUT_REFUSED = ("the address layout stayed randomized (personality(ADDR_NO_RANDOMIZE) refused, "
+                        "as in a container's default seccomp profile): tcmalloc's page map may take a 2 MiB "
+                        "step between two phases (about 1 run in 100; docs/retention.md)")
 
 
 def die_with_parent():
@@ -346,6 +356,27 @@ def die_with_parent():
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     except (OSError, AttributeError):
         pass
+
+
+def fixed_layout_and_die_with_parent():
+    # In the child before exec, as `setarch -R` does: the same address layout in every run
+    # (RunSpec.fixed_layout). A refusal leaves the run as it was; the runner notes it.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        persona = libc.personality(0xffffffff)
+        if persona != -1:
+            libc.personality(persona | _ADDR_NO_RANDOMIZE)
+    except (OSError, AttributeError):
+        pass
+    die_with_parent()
+
+
+def layout_fixed(pid):
+    """Whether process `pid` runs without address-space randomization (/proc/PID/personality)."""
+    try:
+        return bool(int(Path(f"/proc/{pid}/personality").read_text(), 16) & _ADDR_NO_RANDOMIZE)
+    except (OSError, ValueError):
+        return False
 
 
 # ---- driver steps -----------------------------------------------------------
@@ -376,7 +407,7 @@ class Driver:
                 if k in ev:
                     self.values[k] = str(ev[k])
         for i, step in enumerate(self.steps):
-            if i in self.fired or ev.get("event") != step.on:
+            if i in self.fired or ev.get("event") != step.on or (step.phase and ev.get("phase") != step.phase):
                 continue
             self.fired.add(i)
             values = dict(self.values)
@@ -450,9 +481,20 @@ def prepare(spec):
         head += ["--scale", spec.scale]
     head += ["--events", str(run_dir / "events.jsonl")]
     if module:
+        if spec.preload:
+            raise UsageError(f"--tool {spec.tool}: a preload ({', '.join(spec.preload)}) is for native runs only")
         argv, env = module.command(spec, binary, run_dir, head, list(spec.options))
     else:
         argv, env = head + list(spec.options), {}
+        libraries = []
+        for name in spec.preload:
+            library = Path(spec.build_dir) / PRELOADS[name]
+            if not library.exists():
+                raise SystemFailure(f"{library} is not built (the run starts with it: {name}); "
+                                    f"build it: cmake --build {spec.build_dir}")
+            libraries.append(str(library))
+        if libraries:
+            env = {"LD_PRELOAD": " ".join(libraries)}
     return binary, argv, env, run_dir
 
 
@@ -511,8 +553,10 @@ def execute(spec, announce=None):
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     try:
         proc = subprocess.Popen(argv, cwd=run_dir, env={**os.environ, **env},
-                                stdin=subprocess.PIPE, stdout=stdout, stderr=stderr,
-                                start_new_session=True, preexec_fn=die_with_parent)
+                                stdin=subprocess.PIPE, stdout=stdout, stderr=stderr, start_new_session=True,
+                                preexec_fn=fixed_layout_and_die_with_parent if spec.fixed_layout else die_with_parent)
+        if spec.fixed_layout and not layout_fixed(proc.pid):
+            info["notes"].append(FIXED_LAYOUT_REFUSED)
         driver = Driver(spec.drivers, run_dir, spec.build_dir, proc.stdin)
 
         def on_event(ev, driver=driver):

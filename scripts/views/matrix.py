@@ -88,6 +88,8 @@ def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected
         cell["release"] = sel[1].partition("@")[2]
     spec.options = runner.merge_options(exp.options_for(*sel), extra)
     spec.drivers = exp.drivers_for(*sel)
+    spec.preload = exp.preloads_for(*sel)
+    spec.fixed_layout = exp.fixed_layout_for(*sel)
     cell["scale"]["options"] = list(spec.options)
     runs = []
     for i in range(repeat):

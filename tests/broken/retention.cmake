@@ -14,6 +14,11 @@ set(LEAKLAB_BROKEN_RETENTION
     "jemalloc_decay|returned|jemalloc|freed|decay"
     "jemalloc_decay|purged|jemalloc|freed|purge"
     "thp_sparse|fixed|glibc|touched|nohugepage")
+# A tcmalloc or jemalloc run starts with the allocstats agent of its build
+# folder (scripts/run/runner.py, PRELOADS): the broken folder's is the build's.
+file(MAKE_DIRECTORY ${broken_dir}/threadcheck/allocstats)
+file(CREATE_LINK ${PROJECT_BINARY_DIR}/threadcheck/allocstats/liballocstats.so
+     ${broken_dir}/threadcheck/allocstats/liballocstats.so SYMBOLIC)
 foreach(entry IN LISTS LEAKLAB_BROKEN_RETENTION)
   string(REPLACE "|" ";" entry "${entry}")
   list(GET entry 0 kernel)

@@ -92,6 +92,11 @@ if mode == "orphan":
     # A grandchild in our process group that would outlive us.
     child = subprocess.Popen(["sleep", "300"])
     open(os.path.join(os.path.dirname(opt("--events")), "orphan.pid"), "w").write(str(child.pid))
+elif mode == "environ":
+    # what the runner started us with: our personality and LD_PRELOAD
+    with open(os.path.join(os.path.dirname(opt("--events")), "environ.json"), "w") as out:
+        json.dump({{"personality": open("/proc/self/personality").read().strip(),
+                   "LD_PRELOAD": os.environ.get("LD_PRELOAD")}}, out)
 elif mode == "hang":
     time.sleep(3600)  # longer than any test waits: only a kill ends it
 elif mode == "driver":

@@ -2,6 +2,7 @@
 table's validation, its expressions, and the rows a native run gets. Every
 row has a violating case: a run that disagrees with the truth must FAIL."""
 
+import json
 import tempfile
 import unittest
 from pathlib import Path
@@ -62,11 +63,32 @@ def phases(rss_anon, in_use, free_held, released=-1, blocks=0, allocator="glibc"
     return [("baseline", base), ("freed", freed)]
 
 
-def verdict(tmp, variant, ph, allocator="glibc"):
-    run = make_run(tmp, ph, variant=variant, allocator=allocator, params=PARAMS, payload_bytes=PAYLOAD)
+def verdict(tmp, variant, ph, allocator="glibc", looks=None):
+    """The comparer's verdict on a fake run; `looks` {phase: memstats snapshot} makes it a run
+    held at those phases, with memstats-PHASE.json written as the driver would (None: a
+    snapshot that the driver's failed look left out)."""
+    holds = [{"event": "hold", "t": 50.0, "until": "driver", "phase": p} for p in (looks or {})]
+    run = make_run(tmp, ph, variant=variant, allocator=allocator, params=PARAMS, payload_bytes=PAYLOAD,
+                   extra_events=holds)
+    for p, snap in (looks or {}).items():
+        if snap is not None:
+            (run / f"memstats-{p}.json").write_text(json.dumps(snap))
     exp = Path(tmp) / "k.toml"
     exp.write_text(TRUTH)
     return comparer.compare(run, exp)
+
+
+def look(in_use, idle, released, allocator="glibc", purged=0, metadata=0):
+    """A memstats snapshot as scripts/outside/memstats.py writes it, reduced to what the
+    truth's rows read."""
+    go = {"HeapInuse": in_use, "HeapIdle": idle, "HeapReleased": released, "StackInuse": 0, "StackCached": 0}
+    snap = {"allocator": allocator, "go": go, "items": []}
+    if allocator == "glibc":
+        snap["glibc"] = {"arenas": []}
+    else:
+        snap[allocator] = {"figures": {"purged": purged} if allocator == "jemalloc" else {},
+                           "metadata_resident_bytes": metadata}
+    return snap
 
 
 class TruthTable(unittest.TestCase):
@@ -151,6 +173,71 @@ class TruthRows(unittest.TestCase):
             v = verdict(tmp, "ordered", phases(rss_anon=0, in_use=0, free_held=0))
             self.assertIn("ERROR", {r.verdict for r in v.rows})
             self.assertEqual(v.code, 1)
+
+
+class MemstatsRows(unittest.TestCase):
+    """Every native run of a retention kernel is held at the truth's baseline and phase while
+    memstats looks (attach_native_runs); its growth between the looks meets the truth."""
+
+    def rows(self, v):
+        return {r.check: r for r in v.rows if r.check.startswith("truth: memstats")}
+
+    def test_native_runs_are_held_and_looked_at(self):
+        exp = load_text(TRUTH)
+        for allocator, preload in (("glibc", []), ("tcmalloc", ["allocstats"]), ("jemalloc", ["allocstats"])):
+            sel = ("kept", "native", allocator, "seed")
+            self.assertEqual(exp.options_for(*sel), ["--hold-at", "baseline:driver", "--hold-at", "freed:driver"])
+            self.assertEqual(exp.preloads_for(*sel), preload)
+            self.assertEqual([(d.on, d.phase, d.send) for d in exp.drivers_for(*sel)],
+                             [("hold", "baseline", "go-on"), ("hold", "freed", "go-on")])
+        self.assertEqual((exp.options_for("kept", "memcheck", "glibc", "quick"),
+                          exp.drivers_for("kept", "memcheck", "glibc", "quick")), ([], []))
+
+    def test_a_look_that_meets_the_truth_passes_and_one_that_does_not_fails(self):
+        ph = phases(rss_anon=PAYLOAD + 300_000, in_use=20_000, free_held=PAYLOAD)
+        base = look(MB, MB, 0)
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", ph, looks={"baseline": base, "freed": look(MB + 80, MB + PAYLOAD, 0)})
+            self.assertEqual({r.verdict for r in self.rows(v).values()}, {"PASS"}, v.rows)
+            self.assertEqual(len(self.rows(v)), 4)
+            self.assertEqual(v.code, 0)
+        with tempfile.TemporaryDirectory() as tmp:  # memstats calls the burst returned: kept says resident
+            v = verdict(tmp, "kept", ph, looks={"baseline": base, "freed": look(MB + 80, MB + PAYLOAD, PAYLOAD)})
+            rows = self.rows(v)
+            self.assertEqual(rows["truth: memstats HeapIdle-HeapReleased@freed - @baseline ≈ free_resident"].verdict,
+                             "FAIL")
+            self.assertEqual(rows["truth: memstats HeapReleased@freed - @baseline ≈ released"].verdict, "FAIL")
+            self.assertEqual(v.code, 1)
+
+    def test_jemalloc_released_is_its_purge_count(self):
+        ph = phases(rss_anon=150_000, in_use=20_000, free_held=2 * PAGE, allocator="jemalloc")
+        base = look(MB, MB, 3 * MB, "jemalloc", purged=0)
+        given_back = PAYLOAD - 2 * PAGE
+        name = "truth: memstats purged@freed - @baseline ≈ released + unmapped"
+        with tempfile.TemporaryDirectory() as tmp:  # retained grew by a never-touched reserve too: not read
+            at = look(MB + 80, MB + 2 * PAGE + given_back + 3 * MB, 3 * MB + given_back + 3 * MB, "jemalloc",
+                      purged=given_back)
+            v = verdict(tmp, "trimmed", ph, "jemalloc", looks={"baseline": base, "freed": at})
+            self.assertEqual(self.rows(v)[name].verdict, "PASS", v.rows)
+        with tempfile.TemporaryDirectory() as tmp:  # nothing purged: the burst was not given back
+            at["jemalloc"]["figures"]["purged"] = 0
+            v = verdict(tmp, "trimmed", ph, "jemalloc", looks={"baseline": base, "freed": at})
+            self.assertEqual(self.rows(v)[name].verdict, "FAIL")
+
+    def test_a_missing_look_is_an_error_and_an_unheld_run_has_no_rows(self):
+        ph = phases(rss_anon=PAYLOAD + 300_000, in_use=20_000, free_held=PAYLOAD)
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", ph, looks={"baseline": look(MB, MB, 0), "freed": None})
+            self.assertEqual([r.verdict for r in self.rows(v).values()], ["ERROR"])
+            self.assertIn("memstats-freed.json", next(iter(self.rows(v).values())).detail)
+            self.assertEqual(v.code, 1)
+        with tempfile.TemporaryDirectory() as tmp:  # tcmalloc's heap not itemized (no agent answered)
+            v = verdict(tmp, "kept", phases(rss_anon=PAYLOAD, in_use=0, free_held=PAYLOAD, allocator="tcmalloc"),
+                        "tcmalloc", looks={"baseline": look(MB, MB, 0), "freed": look(MB, MB, 0)})
+            self.assertEqual([r.verdict for r in self.rows(v).values()], ["ERROR"])
+        with tempfile.TemporaryDirectory() as tmp:
+            v = verdict(tmp, "kept", ph)
+            self.assertEqual(self.rows(v), {})
 
 
 if __name__ == "__main__":

@@ -72,6 +72,27 @@ class Execute(Base):
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn('"phase": "steady"', (run_dir / "events.jsonl").read_text())
 
+    def test_fixed_layout_starts_without_randomization(self):
+        if runner.layout_fixed(os.getpid()):
+            self.skipTest("this test process already runs without address-space randomization")
+        for fixed in (True, False):
+            run_dir, info = runner.execute(self.spec("--mode", "environ", fixed_layout=fixed))
+            persona = int(json.loads((run_dir / "environ.json").read_text())["personality"], 16)
+            self.assertEqual(bool(persona & 0x0040000), fixed, hex(persona))
+            self.assertNotIn(runner.FIXED_LAYOUT_REFUSED, info["notes"])
+
+    def test_a_preload_starts_the_run_with_it(self):
+        with self.assertRaisesRegex(runner.SystemFailure, "liballocstats.so is not built"):
+            runner.execute(self.spec("--mode", "environ", preload=["allocstats"]))
+        library = self.build / runner.PRELOADS["allocstats"]
+        library.parent.mkdir(parents=True)
+        library.write_bytes(b"")  # the fake reads only the name (ld.so skips an empty file, on stderr)
+        run_dir, info = runner.execute(self.spec("--mode", "environ", preload=["allocstats"]))
+        self.assertEqual(json.loads((run_dir / "environ.json").read_text())["LD_PRELOAD"], str(library))
+        self.assertIn(f"LD_PRELOAD={library}", (run_dir / "command.txt").read_text())
+        with self.assertRaisesRegex(runner.UsageError, "native runs only"):
+            runner.prepare(self.spec(preload=["allocstats"], tool="memcheck"))
+
     def test_no_orphans_survive(self):
         run_dir, info = runner.execute(self.spec("--mode", "orphan"))
         pid = int((run_dir / "orphan.pid").read_text())
