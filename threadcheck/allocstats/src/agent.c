@@ -27,6 +27,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -237,21 +238,20 @@ static void jemalloc_figures(struct out *o)
         snprintf(name, sizeof name, "stats.%s", totals[i]);
         put(o, ",\"%s\":%lld", totals[i], jemalloc_size(mallctl, name));
     }
-    static const char *const pages[] = {"pdirty", "pmuzzy"};
-    static const char *const page_keys[] = {"dirty_bytes", "muzzy_bytes"};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(name, sizeof name, "stats.arenas.%u.%s", (unsigned)MALLCTL_ARENAS_ALL, pages[i]);
-        long long n = jemalloc_size(mallctl, name);
-        put(o, ",\"%s\":%lld", page_keys[i], n >= 0 && page > 0 ? n * page : -1);
-    }
-    /* Pages purged so far (cumulative counts): jemalloc's retained also holds address space
-     * it reserved and never touched, so what was given back shows only in these */
-    static const char *const purged[] = {"dirty_purged", "muzzy_purged"};
-    static const char *const purged_keys[] = {"dirty_purged_bytes", "muzzy_purged_bytes"};
-    for (size_t i = 0; i < 2; i++) {
-        snprintf(name, sizeof name, "stats.arenas.%u.%s", (unsigned)MALLCTL_ARENAS_ALL, purged[i]);
-        long long n = jemalloc_u64(mallctl, name);
-        put(o, ",\"%s\":%lld", purged_keys[i], n >= 0 && page > 0 ? n * page : -1);
+    /* Page counts, given in bytes: dirty and muzzy now, and the pages purged so far
+     * (cumulative, uint64_t): jemalloc's retained also holds address space it reserved and
+     * never touched, so what was given back shows only in the purge counts */
+    static const struct {
+        const char *stat, *key;
+        bool u64;
+    } pages[] = {{"pdirty", "dirty_bytes", false},
+                 {"pmuzzy", "muzzy_bytes", false},
+                 {"dirty_purged", "dirty_purged_bytes", true},
+                 {"muzzy_purged", "muzzy_purged_bytes", true}};
+    for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
+        snprintf(name, sizeof name, "stats.arenas.%u.%s", (unsigned)MALLCTL_ARENAS_ALL, pages[i].stat);
+        long long n = pages[i].u64 ? jemalloc_u64(mallctl, name) : jemalloc_size(mallctl, name);
+        put(o, ",\"%s\":%lld", pages[i].key, n >= 0 && page > 0 ? n * page : -1);
     }
     static const char *const arena_bytes[] = {"tcache_bytes", "tcache_stashed_bytes", "internal"};
     for (size_t i = 0; i < sizeof arena_bytes / sizeof arena_bytes[0]; i++) {
