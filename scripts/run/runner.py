@@ -498,11 +498,13 @@ def prepare(spec):
     return binary, argv, env, run_dir
 
 
-def command_text(argv, env, run_dir, drivers):
+def command_text(argv, env, run_dir, drivers, fixed_layout=False):
     lines = ["# Reproduce this run (events go to the same run directory):"]
     if drivers:
         lines.append("# stdin: the runner's [[driver]] steps acted on events; see run.json 'driver'.")
     prefix = ["env", *[f"{k}={v}" for k, v in env.items()]] if env else []
+    if fixed_layout:  # util-linux's way to the same personality (RunSpec.fixed_layout)
+        prefix = ["setarch", "-R", *prefix]
     lines.append(f"cd {shlex.quote(str(run_dir))} && {shlex.join(prefix + list(argv))}")
     return "\n".join(lines) + "\n"
 
@@ -516,7 +518,7 @@ def execute(spec, announce=None):
     module = TOOL_MODULES.get(spec.tool)
     if module and hasattr(module, "setup"):
         module.setup(run_dir)
-    (run_dir / "command.txt").write_text(command_text(argv, env, run_dir, spec.drivers))
+    (run_dir / "command.txt").write_text(command_text(argv, env, run_dir, spec.drivers, spec.fixed_layout))
     if announce:
         announce(run_dir)
     info = {

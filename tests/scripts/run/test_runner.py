@@ -80,6 +80,7 @@ class Execute(Base):
             persona = int(json.loads((run_dir / "environ.json").read_text())["personality"], 16)
             self.assertEqual(bool(persona & 0x0040000), fixed, hex(persona))
             self.assertNotIn(runner.FIXED_LAYOUT_REFUSED, info["notes"])
+            self.assertEqual("&& setarch -R " in (run_dir / "command.txt").read_text(), fixed)
 
     def test_a_preload_starts_the_run_with_it(self):
         with self.assertRaisesRegex(runner.SystemFailure, "liballocstats.so is not built"):
