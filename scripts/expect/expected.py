@@ -31,7 +31,8 @@
 #
 #   [[driver]]                           act on a scenario event, once
 #   on = "listening"                     event name
-#   phase = "exited"                     optional: only that event at this phase (a hold's)
+#   phase = "exited"                     optional: only that event at this phase (a hold's;
+#                                        a hold for the driver no step acts on stops the run, 99)
 #   run = ["{build}/scenarios/rw_client", "--port", "{port}"]   optional helper;
 #                                        {build} {run_dir} {FIELD of the event}
 #                                        {python} {leaklab} (scripts/leaklab.py)

@@ -406,15 +406,23 @@ class Driver:
             for k in ("payload_bytes", "workers", "pid"):
                 if k in ev:
                     self.values[k] = str(ev[k])
+        acted = False
         for i, step in enumerate(self.steps):
             if i in self.fired or ev.get("event") != step.on or (step.phase and ev.get("phase") != step.phase):
                 continue
             self.fired.add(i)
+            acted = True
             values = dict(self.values)
             values.update({k: str(v) for k, v in ev.items() if not isinstance(v, (dict, list))})
             t = threading.Thread(target=self._do, args=(i, step, values), daemon=True)
             self.threads.append(t)
             t.start()
+        if ev.get("event") == "hold" and ev.get("until") == "driver" and not acted:
+            # held for a driver that has no step for it (--hold-at PHASE:driver given by hand):
+            # an error, on which the runner stops the run, rather than a wait only the
+            # scenario's watchdog would end
+            self.errors.append(f"held at '{ev.get('phase')}' for the driver, but no [[driver]] step acts on that "
+                               "hold")
 
     def _do(self, i, step, values):
         try:

@@ -92,6 +92,15 @@ if mode == "orphan":
     # A grandchild in our process group that would outlive us.
     child = subprocess.Popen(["sleep", "300"])
     open(os.path.join(os.path.dirname(opt("--events")), "orphan.pid"), "w").write(str(child.pid))
+elif mode == "holds":
+    # --hold-at a:driver --hold-at b:driver, as the harness does it: a hold event, then the
+    # driver's word on stdin
+    for phase in ("a", "b"):
+        emit(event="phase", t=0.01, phase=phase, snapshot=snap)
+        emit(event="hold", t=0.02, until="driver", phase=phase)
+        line = sys.stdin.readline().strip()
+        if line != "go-on":
+            print(f"expected go-on, got {{line!r}}", file=sys.stderr); sys.exit(99)
 elif mode == "environ":
     # what the runner started us with: our personality and LD_PRELOAD
     with open(os.path.join(os.path.dirname(opt("--events")), "environ.json"), "w") as out:

@@ -155,6 +155,22 @@ class Execute(Base):
         self.assertEqual((run_dir / "driver-1.txt").read_text(), "port 4242 workers 4\n")
         self.assertIn("wrote 'done'", " ".join(info["driver"]))
 
+    def test_each_hold_gets_the_step_for_its_phase(self):
+        steps = [expected.DriverStep(expected.Selector(), on="hold", run=["sh", "-c", "echo {phase}"], send="go-on",
+                                     phase=p) for p in ("a", "b")]
+        run_dir, info = runner.execute(self.spec("--mode", "holds", drivers=steps))
+        self.assertEqual((info["exit_code"], info["runner_status"]), (0, 0), info["runner_errors"])
+        self.assertEqual([(run_dir / f"driver-{i}.txt").read_text() for i in (1, 2)], ["a\n", "b\n"])
+
+    def test_a_hold_no_step_acts_on_stops_the_run_with_an_error(self):
+        step = expected.DriverStep(expected.Selector(), on="hold", send="go-on", phase="a")
+        t0 = time.monotonic()
+        _, info = runner.execute(self.spec("--mode", "holds", drivers=[step]))
+        self.assertLess(time.monotonic() - t0, HANG_GUARD_S / 2, "the second hold waited for the timeout")
+        self.assertEqual(info["runner_status"], runner.EXIT_SYSTEM)
+        self.assertIn("held at 'b' for the driver, but no [[driver]] step acts on that hold",
+                      " ".join(info["runner_errors"]))
+
     def test_failing_driver_step_is_99(self):
         step = expected.DriverStep(expected.Selector(), on="listening", run=["sh", "-c", "exit 3"], send="done")
         _, info = runner.execute(self.spec("--mode", "driver", drivers=[step]))
