@@ -189,11 +189,11 @@ static int parse_argv(const ll_scenario *s, int argc, char **argv, const struct 
         case OPT_HOLD_AT: {
             /* PHASE[:SECONDS]: the phase name is checked only when a phase of that name is
              * reached (the harness does not know a scenario's phases in advance). */
+            if (cli->hold_at_count == LL_MAX_HOLD_AT)
+                return refuse(msg, msg_len, "--hold-at: given more than %d times", LL_MAX_HOLD_AT);
             struct ll_hold_at *h = &cli->hold_at[cli->hold_at_count];
             const char *colon = strchr(optarg, ':');
             size_t len = colon ? (size_t)(colon - optarg) : strlen(optarg);
-            if (cli->hold_at_count == LL_MAX_HOLD_AT)
-                return refuse(msg, msg_len, "--hold-at: given more than %d times", LL_MAX_HOLD_AT);
             if (len == 0 || len >= sizeof h->phase)
                 return refuse(msg, msg_len, "--hold-at: '%s'; expected PHASE[:SECONDS|:driver], PHASE 1-%zu characters",
                               shown(optarg, &cut), sizeof h->phase - 1);
