@@ -277,10 +277,7 @@ def make_spec(args, scenario_options):
     resolved_variant = variant or help_info.get("default")
     if exp:
         sel = (resolved_variant, runner.tool_id(spec), allocator, args.scale or "seed")
-        spec.options = runner.merge_options(exp.options_for(*sel), scenario_options)
-        spec.drivers = exp.drivers_for(*sel)
-        spec.preload = exp.preloads_for(*sel)
-        spec.fixed_layout = exp.fixed_layout_for(*sel)
+        runner.apply_expected(spec, exp, sel, scenario_options)
     return spec, exp, exp_path, resolved_variant
 
 

@@ -33,6 +33,9 @@
 #   on = "listening"                     event name
 #   phase = "exited"                     optional: only that event at this phase (a hold's;
 #                                        a hold for the driver no step acts on stops the run, 99)
+#   memstats = true                      optional, on a hold: run `leaklab memstats PID --json`
+#                                        into memstats-PHASE.json (MEMSTATS_LOOK; a failed
+#                                        look leaves none), instead of `run`
 #   run = ["{build}/scenarios/rw_client", "--port", "{port}"]   optional helper;
 #                                        {build} {run_dir} {FIELD of the event}
 #                                        {python} {leaklab} (scripts/leaklab.py)
@@ -94,7 +97,12 @@ SCALES = ("quick", "seed")
 # widen or narrow what the check applies to, so it is refused.
 CHECK_KEYS = {"variant", "tool", "allocator", "scale", "canary", "phase", "expect", "why", "overrides", "measured"}
 ARGS_KEYS = {"variant", "tool", "allocator", "scale", "options", "why"}
-DRIVER_KEYS = {"on", "phase", "run", "send", "variant", "tool", "allocator", "scale"}
+DRIVER_KEYS = {"on", "phase", "memstats", "run", "send", "variant", "tool", "allocator", "scale"}
+# A [[driver]]'s `memstats = true`: memstats of the held process into memstats-PHASE.json, which
+# the comparer reads as memstats.PATH (and a retention truth's rows read); a failed look leaves
+# no file, so the checks that read it come out ERROR.
+MEMSTATS_LOOK = ["sh", "-c", '''"$0" "$1" memstats "$2" --json > "$3/memstats-$4.json" || { echo "memstats of PID $2 at $4 failed" >&2; rm -f "$3/memstats-$4.json"; }
+exit 0''', "{python}", "{leaklab}", "{pid}", "{run_dir}", "{phase}"]
 TOP_KEYS = {"summary", "check", "args", "driver", "truth"}
 
 # Functions an expression may call: name -> number of arguments. Every other
@@ -354,6 +362,10 @@ def load(path, rules_dir=None):
         run = table.get("run", [])
         if not isinstance(run, list) or not all(isinstance(a, str) for a in run):
             raise ExpectedFileError(f"{where}: 'run' must be a list of strings (argv)")
+        if "memstats" in table:
+            if table["memstats"] is not True or run or table["on"] != "hold":
+                raise ExpectedFileError(f"{where}: 'memstats = true' takes the place of 'run', on = \"hold\"")
+            run = list(MEMSTATS_LOOK)
         send = table.get("send")
         if send is not None and (not isinstance(send, str) or not re.fullmatch(r"[\w.-]+", send)):
             raise ExpectedFileError(f"{where}: 'send' must be one word")

@@ -43,13 +43,13 @@ growth against in_use; its free-held growth against free_resident (glibc's
 mallinfo2 cannot tell released pages from resident ones, so for glibc
 against free_resident + released); its released growth against released
 where the allocator counts exactly that (tcmalloc's unmapped page heap); and
-the counters. And what `leaklab memstats` itemizes from outside
-(memstats_truth_rows): every native run of a retention kernel is held at the
-truth's baseline and at its phase (attach_native_runs adds the options and a
-[[driver]] that runs `leaklab memstats --json` there, and starts tcmalloc and
-jemalloc runs with the allocstats agent, whose figures memstats itemizes
-those heaps with), and memstats' growth between the two looks meets the
-truth's categories; so the instrument is tested on every run.
+the counters. And what `leaklab memstats` itemizes from outside: every
+native run of a retention kernel is held at the truth's baseline and at its
+phase (attach_native_runs adds the options and a [[driver]] that runs
+`leaklab memstats --json` there, and starts tcmalloc and jemalloc runs with
+the allocstats agent, whose figures memstats itemizes those heaps with), and
+memstats' growth between the two looks meets the truth's categories; so the
+instrument is tested on every run.
 """
 
 import ast
@@ -57,7 +57,8 @@ import json
 import math
 from dataclasses import dataclass, field
 
-from scripts.expect.expected import ALLOCATORS, ArgsRule, DriverStep, ExpectedFileError, Ref, Selector, Unresolved
+from scripts.expect.expected import (ALLOCATORS, MEMSTATS_LOOK, ArgsRule, DriverStep, ExpectedFileError, Ref, Selector,
+                                     Unresolved)
 
 CATEGORIES = ("in_use", "free_resident", "released", "unmapped", "stacks", "metadata")
 VARIANT_KEYS = set(CATEGORIES) | {"resident", "counters", "why", *ALLOCATORS}
@@ -273,17 +274,23 @@ def truth_rows(data, truth, variant):
     for name in entry["counters"]:
         rows.append(row(f"counters.{name}{base} ≈ counters.{name}", lambda n=name: growth(f"counters.{n}"),
                         (name,), counted=True))
-    return rows + memstats_truth_rows(data, truth, variant, params, allocator, payload, why)
+    # What memstats itemized from outside, at the two holds (attach_native_runs)
+    if not data.holds:
+        return rows + [comparer.Row(f"truth: memstats{base}", "-", "-", "SKIP", why,
+                                    "the run was not held for memstats (a run made without the options "
+                                    "attach_native_runs gives every native run)")]
+    try:
+        looks = {p: memstats_snapshot(data.run_dir, p, allocator) for p in (truth.baseline, truth.phase)}
+    except Unresolved as e:
+        return rows + [comparer.Row(f"truth: memstats{base}", "-", "ERROR", "ERROR", why, str(e))]
+    for name, keys in FIGURES[allocator]:
+        rows.append(row(f"memstats {name}{base} ≈ {' + '.join(keys)}",
+                        lambda n=name: (memstats_figure(looks[truth.phase], n)
+                                        - memstats_figure(looks[truth.baseline], n)), keys))
+    return rows
 
 
 # ---- what `leaklab memstats` sees of it, from outside ------------------------------
-
-# The [[driver]] every held phase runs: memstats of the held process into
-# memstats-PHASE.json (a failed look leaves no file, and the rows say ERROR),
-# then the word that ends the hold. expected/delayed_exit.toml writes the same.
-MEMSTATS_DRIVER = ["sh", "-c", '''"$0" "$1" memstats "$2" --json > "$3/memstats-$4.json" || { echo "memstats of PID $2 at $4 failed" >&2; rm -f "$3/memstats-$4.json"; }
-exit 0''', "{python}", "{leaklab}", "{pid}", "{run_dir}", "{phase}"]
-
 
 def attach_native_runs(exp):
     """Every native run of the kernel holds at the truth's baseline and phase
@@ -311,7 +318,7 @@ def attach_native_runs(exp):
     exp.args.append(ArgsRule(Selector(tool=("native",), allocator=("tcmalloc", "jemalloc")), [], ("allocstats",)))
     exp.args.append(ArgsRule(Selector(tool=("native",), allocator=("tcmalloc",)), [], fixed_layout=True))
     for phase in (truth.baseline, truth.phase):
-        exp.drivers.append(DriverStep(native, "hold", list(MEMSTATS_DRIVER), "go-on", phase))
+        exp.drivers.append(DriverStep(native, "hold", list(MEMSTATS_LOOK), "go-on", phase))
 
 
 # memstats' Go-style figures (scripts/outside/memstats.py, "go"), each with
@@ -358,20 +365,6 @@ def memstats_figure(snap, name):
     return go[name]
 
 
-def memstats_rows(truth, variant, params, allocator, payload_bytes, at_baseline, at_phase):
-    """[(label, expected, observed, allowance, ok)]: memstats' figures at the
-    truth's phase minus those at its baseline (two looks at the kernel held
-    there), against the truth, with the truth's tolerance."""
-    tol = truth.tolerance * payload_bytes + truth.noise(allocator)
-    rows = []
-    for name, keys in FIGURES[allocator]:
-        expected_bytes = sum(truth.value(variant, k, params, allocator) for k in keys)
-        observed = memstats_figure(at_phase, name) - memstats_figure(at_baseline, name)
-        label = f"memstats {name}@{truth.phase} - @{truth.baseline} ≈ {' + '.join(keys)}"
-        rows.append((label, expected_bytes, observed, tol, abs(observed - expected_bytes) <= tol))
-    return rows
-
-
 def memstats_snapshot(run_dir, phase, allocator):
     """memstats-PHASE.json of a held run, checked to itemize `allocator`'s heap."""
     path = run_dir / f"memstats-{phase}.json"
@@ -382,25 +375,3 @@ def memstats_snapshot(run_dir, phase, allocator):
     if snap.get("allocator") != allocator or not snap.get("glibc" if allocator == "glibc" else allocator):
         raise Unresolved(f"memstats did not itemize {allocator}'s heap at {phase}: {snap.get('notes')}")
     return snap
-
-
-def memstats_truth_rows(data, truth, variant, params, allocator, payload, why):
-    """memstats' rows of a run held at the truth's baseline and phase; none
-    for a run not held at all (made without the options attach_native_runs
-    gives every native run: a bare binary's run)."""
-    from scripts.expect import comparer
-
-    if not data.holds:
-        return []
-    try:
-        base, at = (memstats_snapshot(data.run_dir, p, allocator) for p in (truth.baseline, truth.phase))
-        rows = memstats_rows(truth, variant, params, allocator, payload, base, at)
-    except Unresolved as e:
-        return [comparer.Row(f"truth: memstats @{truth.phase} - @{truth.baseline}", "-", "ERROR", "ERROR", why,
-                             str(e))]
-    fmt = lambda v: comparer.human(v, True)  # noqa: E731
-    return [comparer.Row(f"truth: {label}", f"{fmt(exp_b)} ± {fmt(tol)}", fmt(obs), "PASS" if ok else "FAIL", why,
-                         "" if ok else f"off by {fmt(obs - exp_b)} (allowed ± {fmt(tol)})",
-                         {"op": "≈", "expected_value": exp_b, "observed_value": obs, "allowance": tol,
-                          "phase": truth.phase})
-            for label, exp_b, obs, tol, ok in rows]

@@ -997,6 +997,10 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
                      ("heap free, not resident: returned or never touched (outside RSS)",
                       go["HeapReleased"], "HeapReleased")]
     elif figures:
+        # jemalloc's purge counts, beside the released line they tell apart
+        returned = [] if figures.get("purged") is None else [
+            (f"heap returned so far: pages {allocator} purged since the start (its cumulative count; some may "
+             "be in use again)", figures["purged"], None)]
         also[0:0] = [(f"heap in use, not resident ({allocator}'s count beyond its mappings' resident bytes)",
                       figures["in_use"] - result[allocator]["in_use_resident_bytes"], None),
                      (f"heap free, not resident: never touched, or returned ({allocator}'s free figure beyond "
@@ -1005,11 +1009,9 @@ def itemize(mem, pid, vmas, rss, walk, allocator, libc, notes):
                       "bytes)", figures["metadata"] - result[allocator]["metadata_resident_bytes"], None),
                      (f"heap released ({allocator}: {ALLOC_RELEASED_WHAT[allocator]}), as {allocator} counts it "
                       "(outside RSS)", figures["released"], None),
+                     *returned,
                      ("heap free not resident + heap released: Go's HeapReleased", go["HeapReleased"],
                       "HeapReleased")]
-        if figures.get("purged") is not None:  # beside the released line it tells apart
-            also.insert(4, (f"heap returned so far: pages {allocator} purged since the start (its cumulative "
-                            "count; some may be in use again)", figures["purged"], None))
     result["also"] = [{"name": n, "bytes": b, "go": gname} for n, b, gname in also]
     return result
 

@@ -222,6 +222,15 @@ def merge_options(from_file, from_user):
     return merged + list(from_user)
 
 
+def apply_expected(spec, exp, sel, user_options):
+    """What expected file `exp` says of the run `sel` (variant, tool, allocator, scale) selects:
+    its [[args]] options (the user's options win), [[driver]] steps, preloads and layout."""
+    spec.options = merge_options(exp.options_for(*sel), user_options)
+    spec.drivers = exp.drivers_for(*sel)
+    spec.preload = exp.preloads_for(*sel)
+    spec.fixed_layout = exp.fixed_layout_for(*sel)
+
+
 def _first_line(argv):
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=30)

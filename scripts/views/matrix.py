@@ -86,10 +86,7 @@ def run_cell(scenario, variant, tool, canary, *, scale, build_dir, out, expected
     sel = (variant, runner.tool_id(spec), allocator, scale)
     if "@" in sel[1]:
         cell["release"] = sel[1].partition("@")[2]
-    spec.options = runner.merge_options(exp.options_for(*sel), extra)
-    spec.drivers = exp.drivers_for(*sel)
-    spec.preload = exp.preloads_for(*sel)
-    spec.fixed_layout = exp.fixed_layout_for(*sel)
+    runner.apply_expected(spec, exp, sel, extra)
     cell["scale"]["options"] = list(spec.options)
     runs = []
     for i in range(repeat):

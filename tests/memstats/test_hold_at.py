@@ -3,8 +3,9 @@ their targets with: a bad value exits 2 naming the option; PHASE:1 holds once at
 phase of that name, says so in a `hold` event (phase and the allocator's figures), then goes
 on to the end with exit 0; a phase the run never reaches holds nothing (the control: the
 same run with a phase it does reach has a `hold` event); given twice, it holds at each
-phase in the run's order (a retention kernel's runs hold at its truth's baseline and phase),
-and a fifth time exits 2; SIGTERM during a hold ends the run with exit 0 and an `end` event. Exits 77 when delayed_exit is not built."""
+phase in the run's order, right after that phase (a retention kernel's runs hold at its
+truth's baseline and phase), and a fifth time exits 2; SIGTERM during a hold ends the run
+with exit 0 and an `end` event. Exits 77 when delayed_exit is not built."""
 import json
 import subprocess
 import sys
@@ -53,9 +54,10 @@ class HoldAt(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         seen = events(r.stdout)
         self.assertEqual([e["phase"] for e in seen if e["event"] == "hold"], ["allocated", "exited"])
-        names = [e["event"] if e["event"] != "phase" else e["phase"] for e in seen]
-        for i in (i for i, n in enumerate(names) if n == "hold"):
-            self.assertIn(names[i - 1], ("allocated", "exited"))
+        for i, e in enumerate(seen):  # each hold right after the first phase event of its name
+            if e["event"] == "hold":
+                self.assertEqual((seen[i - 1]["event"], seen[i - 1]["phase"]), ("phase", e["phase"]))
+                self.assertEqual(next(p for p in seen if p.get("phase") == e["phase"]), seen[i - 1])
         r = run(*[a for p in ("a", "b", "c", "d", "e") for a in ("--hold-at", f"{p}:1")])
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("more than 4 times", r.stderr)

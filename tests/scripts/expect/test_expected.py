@@ -161,11 +161,19 @@ class Load(unittest.TestCase):
             ('[[check]]\nvariant = "leaky"\nexpect = "a >= 1"\ntool = "callgrind"\n', "callgrind"),
             ('[[check]\n', "TOML"),
             ('[[driver]]\non = "listening"\n', "run"),
+            ('[[driver]]\non = "listening"\nmemstats = true\n', "memstats = true"),
+            ('[[driver]]\non = "hold"\nmemstats = true\nrun = ["true"]\n', "memstats = true"),
+            ('[[driver]]\non = "hold"\nmemstats = false\nsend = "go-on"\n', "memstats = true"),
         ]:
             with self.subTest(text=text):
                 with self.assertRaises(expected.ExpectedFileError) as cm:
                     self.load(text)
                 self.assertIn(words, str(cm.exception))
+
+    def test_a_memstats_driver_looks_at_the_held_process(self):
+        exp = self.load('[[driver]]\non = "hold"\nphase = "exited"\nmemstats = true\nsend = "go-on"\n')
+        (step,) = exp.drivers
+        self.assertEqual((step.on, step.phase, step.run, step.send), ("hold", "exited", expected.MEMSTATS_LOOK, "go-on"))
 
     def test_exit_code_mention(self):
         exp = self.load('[[check]]\nvariant = "leaky"\nexpect = "exit_code == 99"\n')
